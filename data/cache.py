@@ -1,0 +1,98 @@
+"""The on-disk clip cache: one folder per (data folder, file listing, preprocessing params).
+
+Layout of `<cache_dir>/<key>/`:
+  train.tfrecord, val.tfrecord - one record per clip, raw little-endian float32 [clip_samples];
+  manifest.json                - what was found, used and skipped, and clip statistics.
+
+A cache is built in a temporary folder and renamed into place, so a killed run never leaves a
+half-written cache behind under a valid key.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+# Bump when the preprocessing code changes in a way the params do not capture.
+CACHE_VERSION = 1
+SPLITS = ("train", "val")
+
+
+def default_cache_dir():
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "music-diffwave")
+
+
+def cache_key(source, files, data_params):
+    """A hex digest of everything that determines the clips.
+
+    Args:
+      source: the absolute data folder, or a name for built-in data.
+      files: absolute paths found under it; their size and modification time are included,
+        so an edited, added or removed file gives a new key.
+      data_params: dict of every preprocessing parameter.
+    """
+    listing = []
+    for path in files:
+        stat = os.stat(path)
+        listing.append([os.path.relpath(path, source), stat.st_size, stat.st_mtime_ns])
+    text = json.dumps({"version": CACHE_VERSION, "source": source, "files": listing,
+                       "params": data_params}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def read_manifest(folder):
+    """The manifest of a complete cache folder, or None if there is none."""
+    try:
+        with open(os.path.join(folder, "manifest.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+class CacheWriter:
+    """Writes clips into a temporary folder; `commit` renames it to its final name."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.temp_folder = f"{folder}.partial-{os.getpid()}"
+        shutil.rmtree(self.temp_folder, ignore_errors=True)
+        os.makedirs(self.temp_folder)
+        self.writers = {split: tf.io.TFRecordWriter(os.path.join(self.temp_folder,
+                                                                 f"{split}.tfrecord"))
+                        for split in SPLITS}
+
+    def write(self, split, clips):
+        """clips: float32 [num_clips, clip_samples]."""
+        for clip in np.asarray(clips, "<f4"):
+            self.writers[split].write(clip.tobytes())
+
+    def commit(self, manifest):
+        for writer in self.writers.values():
+            writer.close()
+        with open(os.path.join(self.temp_folder, "manifest.json"), "w") as f:
+            json.dump(manifest, f, indent=2)
+        try:
+            os.rename(self.temp_folder, self.folder)
+        except OSError:  # another process finished the same cache first; theirs is as good
+            shutil.rmtree(self.temp_folder, ignore_errors=True)
+
+    def abort(self):
+        for writer in self.writers.values():
+            writer.close()
+        shutil.rmtree(self.temp_folder, ignore_errors=True)
+
+
+def clip_dataset(folder, split, clip_samples):
+    """The cached clips of one split, in file order.
+
+    Returns:
+      tf.data.Dataset of float32 [clip_samples, 1].
+    """
+    records = tf.data.TFRecordDataset(os.path.join(folder, f"{split}.tfrecord"))
+    return records.map(
+        lambda record: tf.reshape(tf.io.decode_raw(record, tf.float32), [clip_samples, 1]),
+        num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,0 +1,250 @@
+"""The tf.data pipeline: audio files (or built-in tones) in, shuffled batches of clips out.
+
+  probe files -> decode (in-graph for 16-bit WAV, soundfile otherwise) -> mono -> resample to
+  input_rate -> FIR low-pass + decimate (in-graph) -> split into clips -> drop near-silent
+  clips -> normalise -> disk cache -> shuffle -> batch -> prefetch
+
+The first run for a given data folder and set of preprocessing params builds the cache; later
+runs only read it.
+"""
+
+import dataclasses
+import hashlib
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from data import audio_files, cache, lowpass, synthetic
+from params import UserError
+
+SYNTHETIC_SOURCE = "built-in tones"
+
+
+class DataError(UserError):
+    """The data cannot be used at all (missing folder, nothing usable in it)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedData:
+    """A complete clip cache and what it holds."""
+    folder: str
+    manifest: dict
+
+
+def _is_validation(name, val_fraction):
+    """Deterministic per-file split: a hash of the name, independent of the other files."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "little") / 2 ** 64 < val_fraction
+
+
+def _split(names, val_fraction):
+    """Indices of validation files; at least one when there are two or more files."""
+    val = {i for i, name in enumerate(names) if _is_validation(name, val_fraction)}
+    if not val and val_fraction > 0 and len(names) >= 2:
+        val = {min(range(len(names)), key=lambda i: hashlib.sha256(names[i].encode()).digest())}
+    return val
+
+
+def _clips_graph(params):
+    """Builds the per-source graph function: source in, normalised clips out."""
+    taps = lowpass.design_lowpass(params)
+    input_rate = params.input_rate
+    silence_rms = 10.0 ** (params.silence_dbfs / 20)
+    tone_samples = params.clip_samples * params.decimation
+    max_frequency = lowpass.passband_edge(params)
+
+    def soundfile_or_reason(path):
+        try:
+            return audio_files.decode_with_soundfile(path.decode(), input_rate), b""
+        except audio_files.BadAudio as reason:
+            return np.zeros([0], np.float32), str(reason).encode()
+
+    def tone(index):
+        return synthetic.harmonic_tone(params.synthetic_seed, int(index), input_rate,
+                                       tone_samples, max_frequency)[0]
+
+    def resample(audio, rate):
+        return audio_files.resample(audio, int(rate), input_rate)
+
+    def process(path, decoder, rate, index):
+        """Returns (index, clips [num_clips, clip_samples], decimated length, skip reason)."""
+        def wav16():
+            audio = tf.reduce_mean(tf.audio.decode_wav(tf.io.read_file(path)).audio, axis=1)
+            audio = tf.cond(rate == input_rate, lambda: audio,
+                            lambda: tf.numpy_function(resample, [audio, rate], tf.float32))
+            return audio, tf.constant("")
+
+        def with_soundfile():
+            return tuple(tf.numpy_function(soundfile_or_reason, [path], [tf.float32, tf.string]))
+
+        def built_in():
+            return tf.numpy_function(tone, [index], tf.float32), tf.constant("")
+
+        audio, reason = tf.switch_case(decoder, [wav16, with_soundfile, built_in])
+        audio = tf.ensure_shape(audio, [None])
+        decimated = lowpass.decimate(audio, taps, params.decimation)
+        count = tf.size(decimated) // params.clip_samples
+        clips = tf.reshape(decimated[:count * params.clip_samples],
+                           [count, params.clip_samples])
+        clip_rms = tf.sqrt(tf.reduce_mean(tf.square(clips), axis=1))
+        clips = tf.boolean_mask(clips, clip_rms > silence_rms)
+        # One gain per file: non-silent clips reach target_rms unless that would clip.
+        level = tf.sqrt(tf.math.divide_no_nan(tf.reduce_sum(tf.square(clips)),
+                                              tf.cast(tf.size(clips), tf.float32)))
+        peak = tf.maximum(tf.reduce_max(tf.abs(clips)), 0.0)  # 0, not -inf, when no clips
+        gain = tf.minimum(tf.math.divide_no_nan(params.target_rms, level),
+                          tf.math.divide_no_nan(1.0, peak))
+        return index, clips * gain, tf.size(decimated), reason
+
+    return process
+
+
+def _list_sources(data_dir, params):
+    """Returns (source name, files found, usable sources, skipped [{path, reason}])."""
+    if data_dir is None:
+        sources = [audio_files.Source(f"synthetic/tone_{i:05d}", audio_files.DECODE_SYNTHETIC,
+                                      params.input_rate) for i in range(params.synthetic_tones)]
+        return SYNTHETIC_SOURCE, [], sources, []
+    if not os.path.isdir(data_dir):
+        raise DataError(f"--data_dir={data_dir}: not an existing folder; point it at a folder of "
+                        "audio files, or leave it out to use the built-in tones")
+    source = os.path.abspath(data_dir)
+    files = audio_files.find_audio_files(source)
+    if not files:
+        raise DataError(f"--data_dir={data_dir}: no audio files "
+                        f"({' '.join(audio_files.AUDIO_EXTENSIONS)}) found in it or below it")
+    usable, skipped = [], []
+    for path in files:
+        try:
+            usable.append(audio_files.probe(path, params.input_rate))
+        except audio_files.BadAudio as reason:
+            skipped.append({"path": path, "reason": str(reason)})
+    return source, files, usable, skipped
+
+
+def _warn_skipped(skipped):
+    for item in skipped:
+        logging.warning("skipping %s: %s", item["path"], item["reason"])
+
+
+def _build(folder, source, files, sources, skipped, params):
+    """Decodes every source, writes the clips and returns the manifest."""
+    names = [s.path if source == SYNTHETIC_SOURCE else os.path.relpath(s.path, source)
+             for s in sources]
+    val_indices = _split(names, params.val_fraction)
+    dataset = tf.data.Dataset.from_tensor_slices((
+        [s.path for s in sources], np.array([s.decoder for s in sources], np.int32),
+        np.array([s.rate for s in sources], np.int32), np.arange(len(sources), dtype=np.int32)))
+    dataset = dataset.map(_clips_graph(params), num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+    clip_seconds = params.clip_samples / params.sample_rate
+    counts = {split: {"files": 0, "clips": 0} for split in cache.SPLITS}
+    train_sum = train_square_sum = 0.0
+    input_seconds = 0.0
+    writer = cache.CacheWriter(folder)
+    try:
+        for index, clips, decimated_length, reason in dataset.as_numpy_iterator():
+            input_seconds += decimated_length / params.sample_rate
+            reason = reason.decode()
+            if not reason and decimated_length < params.clip_samples:
+                reason = (f"shorter than one clip ({decimated_length / params.sample_rate:.2f} s"
+                          f" < {clip_seconds:.2f} s)")
+            if not reason and len(clips) == 0:
+                reason = f"silent (every clip below {params.silence_dbfs:g} dBFS)"
+            if reason:
+                item = {"path": sources[index].path, "reason": reason}
+                skipped.append(item)
+                _warn_skipped([item])
+                continue
+            split = "val" if index in val_indices else "train"
+            writer.write(split, clips)
+            counts[split]["files"] += 1
+            counts[split]["clips"] += len(clips)
+            if split == "train":
+                train_sum += float(clips.sum(dtype=np.float64))
+                train_square_sum += float(np.square(clips, dtype=np.float64).sum())
+    except BaseException:
+        writer.abort()
+        raise
+    used = counts["train"]["files"] + counts["val"]["files"]
+    if counts["train"]["clips"] == 0:
+        writer.abort()
+        described = source if source == SYNTHETIC_SOURCE else f"--data_dir={source}"
+        raise DataError(f"{described}: no usable audio ({len(sources) + len(skipped) - used} "
+                        f"files, {len(skipped)} skipped: see the warnings above)")
+    train_values = counts["train"]["clips"] * params.clip_samples
+    mean = train_sum / train_values
+    total_clips = counts["train"]["clips"] + counts["val"]["clips"]
+    manifest = {
+        "source": source,
+        "files_found": len(files) if files else len(sources),
+        "files_used": used,
+        "files_skipped": sorted(skipped, key=lambda item: item["path"]),
+        "clips": total_clips,
+        "seconds": round(total_clips * clip_seconds, 3),
+        "input_seconds": round(input_seconds, 3),
+        "sample_rate": params.sample_rate,
+        "clip_samples": params.clip_samples,
+        "train_files": counts["train"]["files"],
+        "train_clips": counts["train"]["clips"],
+        "val_files": counts["val"]["files"],
+        "val_clips": counts["val"]["clips"],
+        "train_mean": mean,
+        "train_variance": train_square_sum / train_values - mean ** 2,
+        "params": params.group("data"),
+    }
+    writer.commit(manifest)
+    return manifest
+
+
+def prepare(params, data_dir=None, cache_dir=None):
+    """Builds the clip cache for `data_dir` (built-in tones when None) unless it exists.
+
+    Bad files are skipped with one warning line each; they never stop the run.
+
+    Returns:
+      PreparedData.
+    Raises:
+      DataError: the folder is missing or holds no usable audio.
+    """
+    cache_dir = cache_dir or cache.default_cache_dir()
+    source, files, sources, skipped = _list_sources(data_dir, params)
+    folder = os.path.join(cache_dir, cache.cache_key(source, files, params.group("data")))
+    manifest = cache.read_manifest(folder)
+    if manifest is not None:
+        _warn_skipped(manifest["files_skipped"])
+        logging.info("using cached clips in %s", folder)
+        return PreparedData(folder, manifest)
+    _warn_skipped(skipped)
+    if not sources:
+        raise DataError(f"--data_dir={data_dir}: no usable audio ({len(skipped)} files, all "
+                        "skipped: see the warnings above)")
+    logging.info("preprocessing %d files from %s into %s", len(sources), source, folder)
+    os.makedirs(cache_dir, exist_ok=True)
+    return PreparedData(folder, _build(folder, source, files, sources, skipped, params))
+
+
+def train_dataset(prepared, params, seed=0):
+    """Endless shuffled training batches.
+
+    Returns:
+      tf.data.Dataset of float32 [batch_size, clip_samples, 1].
+    """
+    clips = cache.clip_dataset(prepared.folder, "train", params.clip_samples)
+    return (clips.shuffle(params.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+            .repeat()
+            .batch(params.batch_size, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def val_dataset(prepared, params):
+    """One pass over the validation clips in a fixed order.
+
+    Returns:
+      tf.data.Dataset of float32 [<= batch_size, clip_samples, 1].
+    """
+    clips = cache.clip_dataset(prepared.folder, "val", params.clip_samples)
+    return clips.batch(params.batch_size).prefetch(tf.data.AUTOTUNE)
