@@ -1,0 +1,1 @@
+"""The DiffWave network (Kong et al. 2020) as Keras 3 layers."""

@@ -1,0 +1,123 @@
+import os
+import struct
+
+import numpy as np
+import pytest
+
+from conftest import tone, write_audio
+from data import audio_files
+from data.audio_files import BadAudio
+
+RATE = 22050
+
+
+def test_finds_audio_recursively_and_ignores_the_rest(tmp_path):
+    for rel in ["blues/blues.00000.wav", "jazz/deep/a.AU", "b.flac", "c.ogg", "d.mp3",
+                "notes.txt", ".hidden/e.wav"]:
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    (tmp_path / "folder.wav").mkdir()  # a directory with an audio name is not a file
+    found = [os.path.relpath(p, tmp_path) for p in audio_files.find_audio_files(str(tmp_path))]
+    assert found == sorted(["b.flac", "blues/blues.00000.wav", "c.ogg", "d.mp3",
+                            "jazz/deep/a.AU"])
+
+
+def test_plain_16_bit_wav_is_decoded_in_graph(tmp_path):
+    path = write_audio(str(tmp_path / "a.wav"), tone(1, RATE), RATE)
+    assert audio_files.probe(path, RATE) == audio_files.Source(
+        path, audio_files.DECODE_WAV16_IN_GRAPH, RATE)
+
+
+@pytest.mark.parametrize("name, subtype, file_format", [
+    ("pcm24.wav", "PCM_24", "WAV"), ("pcm32.wav", "PCM_32", "WAV"),
+    ("float.wav", "FLOAT", "WAV"), ("pcm8.wav", "PCM_U8", "WAV"),
+    ("extensible.wav", "PCM_16", "WAVEX"), ("a.au", "PCM_16", "AU"),
+    ("a.flac", "PCM_16", "FLAC"), ("a.ogg", "VORBIS", "OGG"),
+])
+def test_other_formats_go_to_soundfile_and_decode_correctly(tmp_path, name, subtype,
+                                                            file_format):
+    audio = tone(1.5, 44100, frequency=300.0, channels=2)
+    path = write_audio(str(tmp_path / name), audio, 44100, subtype=subtype, format=file_format)
+    source = audio_files.probe(path, RATE)
+    assert source.decoder == audio_files.DECODE_SOUNDFILE and source.rate == 44100
+    decoded = audio_files.decode_with_soundfile(path, RATE)
+    expected = tone(1.5, RATE, frequency=300.0)  # mono mix, resampled to 22050 Hz
+    assert decoded.dtype == np.float32 and decoded.shape == expected.shape
+    tolerance = 0.05 if subtype in ("VORBIS", "PCM_U8") else 1e-3
+    assert np.abs(decoded[100:-100] - expected[100:-100]).max() < tolerance
+
+
+def test_mp3_when_libsndfile_supports_it(tmp_path):
+    import soundfile
+    if "MP3" not in soundfile.available_formats():
+        pytest.skip("this libsndfile cannot write MP3")
+    path = write_audio(str(tmp_path / "a.mp3"), tone(2, RATE), RATE, subtype="MPEG_LAYER_III")
+    decoded = audio_files.decode_with_soundfile(path, RATE)
+    assert abs(len(decoded) - 2 * RATE) < 0.1 * RATE  # MP3 pads with encoder delay
+    assert 0.3 < np.sqrt(np.mean(decoded ** 2)) < 0.4  # RMS of a 0.5 sine is 0.354
+
+
+def _wav_bytes(tmp_path):
+    return open(write_audio(str(tmp_path / "src.wav"), tone(1, RATE), RATE), "rb").read()
+
+
+def test_truncated_data_chunk_is_refused(tmp_path):
+    data = _wav_bytes(tmp_path)
+    path = tmp_path / "cut.wav"
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(BadAudio, match="truncated"):
+        audio_files.probe(str(path), RATE)
+
+
+def test_odd_sized_chunk_before_data_goes_to_soundfile(tmp_path):
+    # RIFF pads odd chunks to even sizes; tf.audio.decode_wav does not handle that.
+    data = _wav_bytes(tmp_path)
+    at = data.find(b"data")
+    padded = bytearray(data[:at] + b"junk" + struct.pack("<I", 3) + b"abc\x00" + data[at:])
+    struct.pack_into("<I", padded, 4, len(padded) - 8)
+    path = tmp_path / "odd.wav"
+    path.write_bytes(bytes(padded))
+    assert audio_files.probe(str(path), RATE).decoder == audio_files.DECODE_SOUNDFILE
+    assert len(audio_files.decode_with_soundfile(str(path), RATE)) == RATE
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "empty file"),
+    (b"RIFF\x10\x00\x00\x00WAVEfmt ", "truncated WAV header|not readable"),
+    (b"this is a text file, not audio\n" * 10, "not readable as audio"),
+])
+def test_broken_files_are_refused_with_a_reason(tmp_path, content, reason):
+    path = tmp_path / "bad.wav"
+    path.write_bytes(content)
+    with pytest.raises(BadAudio, match=reason):
+        audio_files.probe(str(path), RATE)
+
+
+def test_unreadable_file_is_refused(tmp_path):
+    path = write_audio(str(tmp_path / "locked.wav"), tone(1, RATE), RATE)
+    os.chmod(path, 0)
+    try:
+        if os.access(path, os.R_OK):
+            pytest.skip("running as a user who can read any file (root)")
+        with pytest.raises(BadAudio, match="permission"):
+            audio_files.probe(path, RATE)
+    finally:
+        os.chmod(path, 0o644)
+
+
+def test_nan_samples_are_refused(tmp_path):
+    audio = tone(1, RATE)
+    audio[100] = np.nan
+    audio[200] = np.inf
+    path = write_audio(str(tmp_path / "nan.wav"), audio, RATE, subtype="FLOAT")
+    with pytest.raises(BadAudio, match="NaN"):
+        audio_files.decode_with_soundfile(path, RATE)
+
+
+def test_resample_keeps_duration_and_pitch():
+    audio = tone(2, 48000, frequency=1000.0)
+    out = audio_files.resample(audio, 48000, RATE)
+    assert len(out) == 2 * RATE
+    spectrum = np.abs(np.fft.rfft(out))
+    assert abs(np.argmax(spectrum) * RATE / len(out) - 1000.0) < 1.0

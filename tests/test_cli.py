@@ -1,0 +1,68 @@
+"""The command lines as a user runs them."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, tone, write_audio
+
+
+def run(*args, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_inspect_prints_one_json_object_and_names_skipped_files(tmp_path):
+    folder = tmp_path / "music" / "genres_original" / "jazz"
+    write_audio(str(folder / "jazz.00000.wav"), tone(3, 22050), 22050)
+    (folder / "jazz.00054.wav").write_bytes(b"\x00" * 100)  # GTZAN's broken file, roughly
+    result = run("-m", "data.inspect", f"--data_dir={tmp_path / 'music'}", "--preset=tiny",
+                 f"--cache_dir={tmp_path / 'cache'}")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["files_found"] == 2 and report["files_used"] == 1
+    assert report["sample_rate"] == 7350
+    assert report["clips"] == 3 * 7350 // 2048
+    assert report["seconds"] == pytest.approx(report["clips"] * 2048 / 7350, abs=1e-3)
+    [skipped] = report["files_skipped"]
+    assert skipped["path"].endswith("jazz.00054.wav") and skipped["reason"]
+    warnings = [line for line in result.stderr.splitlines() if "jazz.00054.wav" in line]
+    assert len(warnings) == 1
+
+
+def test_inspect_without_data_dir_uses_built_in_tones(tmp_path):
+    result = run("-m", "data.inspect", "--preset=tiny", "--synthetic_tones=16",
+                 f"--cache_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["source"] == "built-in tones" and report["files_used"] == 16
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data_dir=/no/such/folder"], "--data_dir=/no/such/folder: not an existing folder"),
+    (["--preset=huge"], "unknown preset 'huge'"),
+    (["--clip_samples=0"], "clip_samples must be > 0"),
+])
+def test_inspect_errors_are_one_line_without_traceback(tmp_path, args, message):
+    result = run("-m", "data.inspect", f"--cache_dir={tmp_path}", *args)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("script", ["train.py", "generate.py"])
+def test_unfinished_commands_say_so(script):
+    result = run(script)
+    assert result.returncode != 0 and "not implemented yet" in result.stderr
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    with open(os.path.join(ROOT, ".ci", "run")) as f:
+        ci_command = re.search(r"^TEST_COMMAND='(.+)'$", f.read(), re.M).group(1)
+    with open(os.path.join(ROOT, "README.md")) as f:
+        assert f"\n{ci_command}\n" in f.read()

@@ -1,0 +1,76 @@
+import dataclasses
+import json
+
+import pytest
+from absl import flags
+
+import params as params_lib
+from params import Params, UserError
+
+
+def test_presets_differ_and_validate():
+    tiny, base = params_lib.preset("tiny"), params_lib.preset("base")
+    assert tiny.clip_samples < base.clip_samples
+    assert base.sample_rate == 7350 == base.input_rate // base.decimation
+
+
+def test_json_round_trip(tmp_path):
+    original = params_lib.preset("tiny", clip_samples=777, target_rms=0.2)
+    path = str(tmp_path / "params.json")
+    original.save(path)
+    assert Params.load(path) == original
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda v: v.update(surprise=1), "unknown keys ['surprise']"),
+    (lambda v: v.pop("clip_samples"), "missing keys ['clip_samples']"),
+    (lambda v: v.update(clip_samples="many"), "clip_samples must be a finite int"),
+    (lambda v: v.update(clip_samples=-5), "clip_samples must be > 0"),
+])
+def test_bad_json_is_refused_with_the_reason(tmp_path, edit, message):
+    values = params_lib.preset("tiny").to_dict()
+    edit(values)
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps(values))
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        Params.load(str(path))
+
+
+def test_float_fields_accept_json_integers(tmp_path):
+    values = params_lib.preset("tiny").to_dict()
+    values["silence_dbfs"] = -40
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps(values))
+    assert Params.load(str(path)).silence_dbfs == -40.0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"decimation": 4}, "not divisible"),
+    ({"val_fraction": 1.0}, "val_fraction"),
+    ({"batch_size": 0}, "batch_size must be > 0"),
+    ({"no_such_field": 1}, "unknown params"),
+])
+def test_invalid_values_are_refused(overrides, message):
+    with pytest.raises(UserError, match=message):
+        params_lib.preset("base", **overrides)
+
+
+def test_unknown_preset():
+    with pytest.raises(UserError, match="unknown preset 'huge'"):
+        params_lib.preset("huge")
+
+
+def test_flags_override_preset_fields():
+    flag_values = flags.FlagValues()
+    params_lib.define_flags(flag_values)
+    flag_values(["prog", "--preset=tiny", "--clip_samples=4096", "--target_rms=0.05"])
+    params = params_lib.from_flags(flag_values)
+    assert params == dataclasses.replace(params_lib.PRESETS["tiny"], clip_samples=4096,
+                                         target_rms=0.05)
+
+
+def test_every_field_has_a_group():
+    groups = {field.metadata["group"] for field in dataclasses.fields(Params)}
+    assert groups == {"data", "train"}
+    assert "clip_samples" in params_lib.preset("tiny").group("data")
+    assert "batch_size" not in params_lib.preset("tiny").group("data")
