@@ -4,11 +4,21 @@
 
 * `data`  - preprocessing; every one of these keys the on-disk clip cache, so changing
             any of them can never reuse stale clips;
-* `train` - how batches are drawn (does not touch the cache).
+* `model` - the DiffWave architecture;
+* `diffusion` - the noise schedule and loss;
+* `train` - optimisation and how batches are drawn (does not touch the cache).
 
-Named presets (`PRESETS`) give complete configurations; command-line flags override single
-fields (`define_flags` / `from_flags`), and the result is saved as `params.json` beside
-checkpoints (`save` / `load`).
+`model` and `diffusion` fields define what a checkpoint means: resuming with any of them changed
+is refused.
+
+Why the default schedule (T=200, linear beta 1e-4..0.02, the DiffWave paper's) is safe here:
+it leaves abar_T = 0.132, so the terminal signal-to-noise ratio
+abar_T * var(data) / (1 - abar_T) is 0.152 * var(data). Raw mastered music (RMS up to 0.45,
+variance 0.2) would give 0.030, above the 0.01 warning level: the model would train on x_T
+that still holds audible music, yet sample from pure noise. The pipeline normalises every file
+to RMS 0.1 (variance 0.01, see `target_rms`), giving 0.0015: at t = T the model sees
+essentially pure noise. The original notebook's T=20 (abar_T = 0.82) gives 0.045 even at
+variance 0.01 and 0.89 on raw music, which training refuses.
 """
 
 import dataclasses
@@ -21,6 +31,10 @@ from absl import flags
 
 class UserError(Exception):
     """A problem the user can fix (a flag, a file, a folder); shown as one line, no traceback."""
+
+
+BETA_SCHEDULES = ("linear", "quadratic", "sigmoid", "cosine")
+LOSSES = ("l2", "l1")
 
 
 def _field(default, group, doc):
@@ -59,14 +73,40 @@ class Params:
     synthetic_seed: int = _field(
         1234, "data", "Seed of the built-in dataset (fixed, so its cache is reused).")
 
-    # --- train: how batches are drawn ----------------------------------------------------
+    # --- model: DiffWave (Kong et al. 2020) -----------------------------------------------
+    residual_channels: int = _field(64, "model", "C: channels in every residual layer.")
+    residual_layers: int = _field(30, "model", "L: number of residual layers.")
+    dilation_cycle: int = _field(
+        10, "model", "Layer i has dilation 2**(i % dilation_cycle).")
+    embedding_channels: int = _field(
+        512, "model", "Width of the diffusion-step embedding MLP (after 128 sinusoids).")
+
+    # --- diffusion: DDPM (Ho et al. 2020) ----------------------------------------------------
+    noise_steps: int = _field(200, "diffusion", "T: number of diffusion steps.")
+    beta_schedule: str = _field(
+        "linear", "diffusion", "Shape of beta_t: linear, quadratic, sigmoid or cosine.")
+    beta_start: float = _field(1e-4, "diffusion", "beta_1 (unused by cosine).")
+    beta_end: float = _field(0.02, "diffusion", "beta_T (unused by cosine).")
+    loss: str = _field("l2", "diffusion", "Noise-prediction loss: l2 (mean squared) or l1.")
+
+    # --- train: optimisation and how batches are drawn ----------------------------------
     batch_size: int = _field(16, "train", "Clips per training batch (global batch).")
+    learning_rate: float = _field(2e-4, "train", "Adam learning rate.")
+    gradient_clip: float = _field(1.0, "train", "Gradients are clipped to this global norm.")
+    ema_decay: float = _field(
+        0.999, "train", "Decay of the exponential moving average of the weights used to "
+        "generate.")
+    sample_steps: int = _field(
+        20, "train", "DDIM steps used for the clips written to TensorBoard while training.")
     shuffle_buffer: int = _field(
         4096, "train", "Clips held in the shuffle buffer (4096 x 16000 x 4 B = 256 MB).")
 
     def __post_init__(self):
         positive = ["input_rate", "decimation", "clip_samples", "synthetic_tones",
-                    "batch_size", "shuffle_buffer", "lowpass_stopband_db", "target_rms"]
+                    "batch_size", "shuffle_buffer", "lowpass_stopband_db", "target_rms",
+                    "residual_channels", "residual_layers", "dilation_cycle",
+                    "embedding_channels", "noise_steps", "beta_start", "beta_end",
+                    "learning_rate", "gradient_clip", "sample_steps"]
         for name in positive:
             if not getattr(self, name) > 0:
                 raise UserError(f"params: {name} must be > 0 (got {getattr(self, name)})")
@@ -78,6 +118,19 @@ class Params:
                             f"(got {self.lowpass_transition})")
         if not 0.0 <= self.val_fraction < 1.0:
             raise UserError(f"params: val_fraction must be in [0, 1) (got {self.val_fraction})")
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise UserError(f"params: beta_schedule must be one of {BETA_SCHEDULES} "
+                            f"(got {self.beta_schedule!r})")
+        if self.loss not in LOSSES:
+            raise UserError(f"params: loss must be one of {LOSSES} (got {self.loss!r})")
+        if not self.beta_start < self.beta_end < 1.0:
+            raise UserError(f"params: need 0 < beta_start < beta_end < 1 (got {self.beta_start}"
+                            f", {self.beta_end})")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise UserError(f"params: ema_decay must be in [0, 1) (got {self.ema_decay})")
+        if self.sample_steps > self.noise_steps:
+            raise UserError(f"params: sample_steps ({self.sample_steps}) cannot exceed "
+                            f"noise_steps ({self.noise_steps})")
         if self.target_rms > 1.0:
             raise UserError(f"params: target_rms must be <= 1 (got {self.target_rms})")
 
@@ -144,10 +197,17 @@ def _coerce(field, value, source):
 BASE = Params()
 PRESETS = {
     # Seconds-fast on a CPU: tests and the README demo.
+    # T=50, beta to 0.05: abar_T = 0.28, terminal SNR 0.004 at variance 0.01.
     "tiny": dataclasses.replace(BASE, clip_samples=2048, synthetic_tones=256,
-                                batch_size=8, shuffle_buffer=512),
+                                batch_size=8, shuffle_buffer=512, residual_channels=16,
+                                residual_layers=6, dilation_cycle=3, embedding_channels=64,
+                                noise_steps=50, beta_end=0.05, learning_rate=1e-3,
+                                ema_decay=0.99, sample_steps=10),
     # Real training on music (GTZAN or your own folder).
     "base": BASE,
+    # The paper's unconditional model.
+    "large": dataclasses.replace(BASE, residual_channels=256, residual_layers=36,
+                                 dilation_cycle=12),
 }
 
 

@@ -1,1 +1,3 @@
 """The DiffWave network (Kong et al. 2020) as Keras 3 layers."""
+
+from network.diffwave import DiffWave  # noqa: F401

@@ -71,6 +71,6 @@ def test_flags_override_preset_fields():
 
 def test_every_field_has_a_group():
     groups = {field.metadata["group"] for field in dataclasses.fields(Params)}
-    assert groups == {"data", "train"}
+    assert groups == {"data", "model", "diffusion", "train"}
     assert "clip_samples" in params_lib.preset("tiny").group("data")
     assert "batch_size" not in params_lib.preset("tiny").group("data")

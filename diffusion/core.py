@@ -1,0 +1,140 @@
+"""DDPM math (Ho et al. 2020), shape-agnostic: x may be audio [batch, time, 1] or points
+[batch, 2]. Steps t are 0-based: t = 0 is the first (least noisy) step, t = T - 1 the last.
+
+  forward:   x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps,   abar_t = prod_{s<=t} (1 - beta_s)
+  posterior: q(x_{t-1} | x_t, x_0) = N(mean, beta_tilde_t),
+             mean = (x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t)
+             beta_tilde_t = beta_t (1 - abar_{t-1}) / (1 - abar_t)
+
+Schedules are computed in float64 numpy and used as float32 constants.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from params import BETA_SCHEDULES, UserError
+
+SNR_WARN = 0.01
+SNR_REFUSE = 0.1
+
+
+def beta_schedule(kind, steps, start, end):
+    """beta_t for t = 0..steps-1, float64 [steps]."""
+    if kind == "linear":
+        return np.linspace(start, end, steps)
+    if kind == "quadratic":
+        return np.linspace(start ** 0.5, end ** 0.5, steps) ** 2
+    if kind == "sigmoid":
+        return start + (end - start) / (1 + np.exp(-np.linspace(-6, 6, steps)))
+    if kind == "cosine":  # Nichol & Dhariwal 2021: abar follows a squared cosine
+        offset = 0.008
+        phase = (np.arange(steps + 1) / steps + offset) / (1 + offset) * np.pi / 2
+        alpha_bar = np.cos(phase) ** 2
+        return np.minimum(1 - alpha_bar[1:] / alpha_bar[:-1], 0.999)
+    raise UserError(f"unknown beta schedule {kind!r}; choose one of {BETA_SCHEDULES}")
+
+
+class Diffusion:
+    """The noise schedule and every formula that uses it: one place for the math."""
+
+    def __init__(self, betas, loss="l2"):
+        betas = np.asarray(betas, np.float64)
+        alphas = 1.0 - betas
+        alpha_bars = np.cumprod(alphas)
+        previous = np.concatenate([[1.0], alpha_bars[:-1]])
+        self.steps = len(betas)
+        self.loss_kind = loss
+        self.betas64, self.alpha_bars64 = betas, alpha_bars
+        constant = lambda values: tf.constant(values, tf.float32)  # noqa: E731
+        self.betas = constant(betas)
+        self.alpha_bars = constant(alpha_bars)
+        self.signal_rates = constant(np.sqrt(alpha_bars))     # sqrt(abar_t)
+        self.noise_rates = constant(np.sqrt(1 - alpha_bars))  # sqrt(1 - abar_t)
+        self.posterior_variances = constant(betas * (1 - previous) / (1 - alpha_bars))
+        self.eps_coefficients = constant(betas / np.sqrt(1 - alpha_bars))
+        self.inverse_sqrt_alphas = constant(1 / np.sqrt(alphas))
+
+    @classmethod
+    def from_params(cls, params):
+        return cls(beta_schedule(params.beta_schedule, params.noise_steps, params.beta_start,
+                                 params.beta_end), params.loss)
+
+    def terminal_snr(self, data_variance):
+        """abar_T var / (1 - abar_T): how much signal is left at the last step."""
+        return self.alpha_bars64[-1] * data_variance / (1 - self.alpha_bars64[-1])
+
+    @staticmethod
+    def _per_example(values, t, x):
+        """values[t] shaped [batch, 1, ...] to broadcast against x."""
+        gathered = tf.gather(values, t)
+        return tf.reshape(gathered, tf.concat([tf.shape(t), tf.ones([tf.rank(x) - 1],
+                                                                     tf.int32)], 0))
+
+    def random_steps(self, batch, seed=None):
+        """One uniform step per example: int32 [batch]."""
+        if seed is None:
+            return tf.random.uniform([batch], 0, self.steps, tf.int32)
+        return tf.random.stateless_uniform([batch], seed, 0, self.steps, tf.int32)
+
+    def q_sample(self, x0, t, noise):
+        """x_t given x_0, int32 t [batch] and eps (same shape as x0)."""
+        return (self._per_example(self.signal_rates, t, x0) * x0
+                + self._per_example(self.noise_rates, t, x0) * noise)
+
+    def loss(self, noise, predicted):
+        """Mean over every element of (eps - eps_theta)^2, or |.| for l1: a scalar."""
+        error = noise - predicted
+        return tf.reduce_mean(tf.abs(error) if self.loss_kind == "l1" else tf.square(error))
+
+    def training_loss(self, model, x0, seed=None):
+        """Draws t and eps, noises x0, and scores the model's noise prediction.
+
+        Args:
+          model: callable (x_t, t as float32 [batch]) -> predicted eps, shaped like x_t.
+          x0: clean data [batch, ...].
+          seed: optional stateless seed [2] for t and eps (fixed for validation).
+        """
+        batch = tf.shape(x0)[0]
+        if seed is None:
+            t = self.random_steps(batch)
+            noise = tf.random.normal(tf.shape(x0))
+        else:
+            t = self.random_steps(batch, seed)
+            noise = tf.random.stateless_normal(tf.shape(x0), seed + 1)
+        x_t = self.q_sample(x0, t, noise)
+        return self.loss(noise, model(x_t, tf.cast(t, tf.float32)))
+
+    def predict_x0(self, x_t, t, eps):
+        return ((x_t - self._per_example(self.noise_rates, t, x_t) * eps)
+                / self._per_example(self.signal_rates, t, x_t))
+
+    def posterior_mean(self, x_t, t, eps):
+        """Mean of p(x_{t-1} | x_t) from the noise prediction."""
+        return self._per_example(self.inverse_sqrt_alphas, t, x_t) * (
+            x_t - self._per_example(self.eps_coefficients, t, x_t) * eps)
+
+    def posterior_variance(self, t, variance="beta_tilde"):
+        """beta_tilde_t (the true posterior's) or beta_t (the upper bound): float32 [batch]."""
+        return tf.gather(self.posterior_variances if variance == "beta_tilde" else self.betas, t)
+
+    def reverse_step(self, x_t, t, eps, noise, variance="beta_tilde"):
+        """One ancestral step x_t -> x_{t-1}; no noise is added at t = 0."""
+        sigma = tf.sqrt(self.posterior_variance(t, variance))
+        sigma = tf.where(t > 0, sigma, tf.zeros_like(sigma))
+        sigma = tf.reshape(sigma, tf.concat([tf.shape(t), tf.ones([tf.rank(x_t) - 1],
+                                                                  tf.int32)], 0))
+        return self.posterior_mean(x_t, t, eps) + sigma * noise
+
+    def ddim_step(self, x_t, t, t_previous, eps, noise, eta=0.0):
+        """One DDIM step from t to an earlier t_previous (-1 means the clean signal).
+
+        eta = 0 is deterministic; eta = 1 matches the ancestral sampler's variance.
+        """
+        alpha_bar = self._per_example(self.alpha_bars, t, x_t)
+        previous = tf.where(t_previous >= 0, tf.gather(self.alpha_bars, tf.maximum(t_previous, 0)),
+                            tf.ones_like(t_previous, tf.float32))
+        previous = tf.reshape(previous, tf.shape(alpha_bar))
+        x0 = self.predict_x0(x_t, t, eps)
+        sigma = eta * tf.sqrt((1 - previous) / (1 - alpha_bar) * (1 - alpha_bar / previous))
+        direction = tf.sqrt(tf.maximum(1 - previous - sigma ** 2, 0.0)) * eps
+        return tf.sqrt(previous) * x0 + direction + sigma * noise

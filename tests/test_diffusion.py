@@ -1,0 +1,152 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import params as params_lib
+from diffusion import Diffusion, beta_schedule, samplers
+from network.diffwave import step_sinusoids
+
+
+@pytest.fixture(scope="module")
+def diffusion():
+    return Diffusion.from_params(params_lib.preset("base"))
+
+
+@pytest.mark.parametrize("kind", ["linear", "quadratic", "sigmoid", "cosine"])
+def test_schedules_are_valid(kind):
+    betas = beta_schedule(kind, 200, 1e-4, 0.02)
+    assert betas.shape == (200,) and (betas > 0).all() and (betas < 1).all()
+    alpha_bars = np.cumprod(1 - betas)
+    assert (np.diff(alpha_bars) < 0).all() and alpha_bars[-1] < 0.5
+
+
+def test_paper_schedule_terminal_values(diffusion):
+    assert diffusion.alpha_bars64[-1] == pytest.approx(0.132, abs=1e-3)
+    # Raw loud music (variance 0.2) is over the warning level; normalised music is not.
+    assert diffusion.terminal_snr(0.2) > 0.01 > diffusion.terminal_snr(0.01)
+    notebook = Diffusion(beta_schedule("linear", 20, 1e-4, 0.02))
+    assert notebook.alpha_bars64[-1] == pytest.approx(0.82, abs=0.01)
+
+
+def test_forward_marginals_match_the_closed_form(diffusion):
+    x0 = tf.fill([200000, 1], 0.7)
+    for t in (0, 50, 199):
+        steps = tf.fill([200000], t)
+        x_t = diffusion.q_sample(x0, steps, tf.random.stateless_normal(x0.shape, [t, 1])).numpy()
+        alpha_bar = diffusion.alpha_bars64[t]
+        standard_error = np.sqrt((1 - alpha_bar) / len(x_t))
+        assert abs(x_t.mean() - np.sqrt(alpha_bar) * 0.7) < 5 * standard_error
+        assert x_t.var() == pytest.approx(1 - alpha_bar, rel=0.02)
+
+
+def test_q_sample_works_for_audio_and_points(diffusion):
+    for shape in ([3, 100, 1], [3, 2]):
+        x0 = tf.ones(shape)
+        x_t = diffusion.q_sample(x0, tf.constant([0, 1, 2]), tf.zeros(shape))
+        expected = np.sqrt(diffusion.alpha_bars64[:3]).reshape([3] + [1] * (len(shape) - 1))
+        np.testing.assert_allclose(x_t.numpy(), np.broadcast_to(expected, shape), rtol=1e-6)
+
+
+def test_steps_are_drawn_per_example(diffusion):
+    steps = diffusion.random_steps(4096).numpy()
+    assert len(np.unique(steps)) > 190 and steps.min() >= 0 and steps.max() < 200
+    counts = np.bincount(steps, minlength=200)
+    assert counts.max() < 3 * counts.mean()
+
+
+def test_posterior_matches_float64_reference(diffusion):
+    rng = np.random.default_rng(0)
+    t = np.array([0, 1, 7, 100, 199])
+    x0, eps = rng.normal(size=(2, 5, 32))
+    betas, alpha_bars = diffusion.betas64, diffusion.alpha_bars64
+    previous = np.concatenate([[1.0], alpha_bars[:-1]])[t][:, None]
+    alpha_bar, beta = alpha_bars[t][:, None], betas[t][:, None]
+    x_t = np.sqrt(alpha_bar) * x0 + np.sqrt(1 - alpha_bar) * eps
+    # The textbook x0-form of the posterior mean, in float64.
+    mean = (beta * np.sqrt(previous) / (1 - alpha_bar) * x0
+            + (1 - previous) * np.sqrt(1 - beta) / (1 - alpha_bar) * x_t)
+    variance = beta[:, 0] * (1 - previous[:, 0]) / (1 - alpha_bar[:, 0])
+
+    ours = diffusion.posterior_mean(tf.constant(x_t, tf.float32), tf.constant(t),
+                                    tf.constant(eps, tf.float32)).numpy()
+    np.testing.assert_allclose(ours, mean, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(diffusion.posterior_variance(tf.constant(t)).numpy(), variance,
+                               rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(diffusion.posterior_variance(tf.constant(t), "beta").numpy(),
+                               betas[t], rtol=1e-6)
+    np.testing.assert_allclose(diffusion.predict_x0(tf.constant(x_t, tf.float32), tf.constant(t),
+                                                    tf.constant(eps, tf.float32)).numpy(),
+                               x0, rtol=1e-3, atol=1e-3)
+
+
+def test_last_reverse_step_adds_no_noise(diffusion):
+    x_t, eps, noise = tf.ones([2, 8, 1]), tf.zeros([2, 8, 1]), tf.ones([2, 8, 1]) * 5
+    steps = tf.constant([0, 0])
+    np.testing.assert_array_equal(diffusion.reverse_step(x_t, steps, eps, noise).numpy(),
+                                  diffusion.posterior_mean(x_t, steps, eps).numpy())
+    later = diffusion.reverse_step(x_t, tf.constant([3, 3]), eps, noise)
+    assert not np.allclose(later.numpy(), diffusion.posterior_mean(x_t, tf.constant([3, 3]),
+                                                                   eps).numpy())
+
+
+@pytest.mark.parametrize("kind, expected", [("l2", 4.0 / 3), ("l1", 1.0)])
+def test_loss_is_a_mean_not_a_norm(kind, expected):
+    diffusion = Diffusion(beta_schedule("linear", 10, 1e-4, 0.02), loss=kind)
+    loss = diffusion.loss(tf.constant([[1.0, -1.0, 2.0]]), tf.constant([[0.0, 0.0, 0.0]]))
+    assert float(loss) == pytest.approx({"l2": 2.0, "l1": 4.0 / 3}[kind])
+
+
+# --- The whole training + sampling math, on a 2-D swiss roll with a small MLP ---------------
+
+def swiss_roll(count, seed):
+    rng = np.random.default_rng(seed)
+    angle = 1.5 * np.pi * (1 + 2 * rng.uniform(size=count))
+    points = np.stack([angle * np.cos(angle), angle * np.sin(angle)], axis=1)
+    # Radius up to 4.7: far enough from N(0, I) that a 5x closer sample set means learning.
+    return (points / 3.0 + rng.normal(scale=0.02, size=points.shape)).astype(np.float32)
+
+
+def sliced_wasserstein(a, b, directions=128, seed=0):
+    angles = np.random.default_rng(seed).uniform(0, np.pi, directions)
+    axes = np.stack([np.cos(angles), np.sin(angles)])
+    return np.mean(np.abs(np.sort(a @ axes, axis=0) - np.sort(b @ axes, axis=0)))
+
+
+class PointDenoiser(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.hidden = [keras.layers.Dense(128, activation="swish") for _ in range(3)]
+        self.out = keras.layers.Dense(2)
+
+    def call(self, x, t):
+        h = tf.concat([x, step_sinusoids(t)], axis=1)
+        for layer in self.hidden:
+            h = layer(h)
+        return self.out(h)
+
+
+def test_swiss_roll_trains_and_samples_close_to_the_data():
+    keras.utils.set_random_seed(0)
+    diffusion = Diffusion(beta_schedule("linear", 40, 1e-4, 0.3))  # abar_T = 0.0012
+    model = PointDenoiser()
+    optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(3e-3, 1000))
+    data = tf.constant(swiss_roll(20000, 0))
+
+    @tf.function
+    def train_step(batch):
+        with tf.GradientTape() as tape:
+            loss = diffusion.training_loss(model, batch)
+        optimizer.apply(tape.gradient(loss, model.trainable_variables),
+                        model.trainable_variables)
+        return loss
+
+    dataset = tf.data.Dataset.from_tensor_slices(data).shuffle(20000, seed=0).repeat().batch(512)
+    for batch in dataset.take(1000):
+        train_step(batch)
+
+    reference = swiss_roll(2000, 1)
+    samples = samplers.ddpm(diffusion, tf.function(model), [2000, 2], seed=3).numpy()
+    gaussian = np.random.default_rng(2).normal(size=(2000, 2)).astype(np.float32)
+    assert np.isfinite(samples).all()
+    assert sliced_wasserstein(samples, reference) * 5 <= sliced_wasserstein(gaussian, reference)
