@@ -1,11 +1,237 @@
-"""Trains DiffWave on a folder of music (or the built-in tones). Not implemented yet.
+"""Trains DiffWave on a folder of music, or on the built-in tones when --data_dir is left out.
 
-The data pipeline it will use is ready: `python -m data.inspect --data_dir=DIR` shows what it
-makes of a folder.
+  python train.py --preset=tiny                                   # the demo, a minute on a CPU
+  python train.py --data_dir=/path/to/genres_original --model_dir=runs/gtzan
+
+Re-running the same command resumes from the latest checkpoint in --model_dir. TensorBoard:
+`tensorboard --logdir=MODEL_DIR` shows train/val loss, learning rate, gradient norm,
+throughput, and generated clips (audio and spectrograms) beside real ones.
 """
 
+import dataclasses
+import math
+import os
 import sys
+import time
+
+from absl import app, flags, logging
+
+import data  # first: it quiets TensorFlow's start-up logging
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import params as params_lib  # noqa: E402
+from diffusion import SNR_REFUSE, SNR_WARN, Diffusion, samplers  # noqa: E402
+from network import DiffWave  # noqa: E402
+
+data.define_flags()
+params_lib.define_flags()
+flags.DEFINE_string("model_dir", "runs/default", "Checkpoints, params.json and TensorBoard logs.")
+flags.DEFINE_integer("max_steps", 100_000, "Train until this global step.")
+flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints (and val loss).")
+flags.DEFINE_integer("log_every", 50, "Steps between progress lines and scalar summaries.")
+flags.DEFINE_integer("sample_every", 5000, "Steps between generated clips in TensorBoard.")
+flags.DEFINE_integer("seed", 0, "Seed for weights, noise and data order.")
+flags.DEFINE_boolean("allow_high_snr", False, "Train even when the noise schedule leaves more "
+                     f"than {SNR_REFUSE} terminal signal-to-noise ratio.")
+FLAGS = flags.FLAGS
+
+SAMPLES_SHOWN = 2
+
+
+def resolve_params(model_dir):
+    """Params for this run: params.json when resuming, with the flags given applied.
+
+    Raises UserError when the flags change the architecture or the diffusion of a saved model.
+    """
+    overrides = {f.name: FLAGS[f.name].value for f in dataclasses.fields(params_lib.Params)
+                 if FLAGS[f.name].present}
+    saved_path = os.path.join(model_dir, "params.json")
+    if not os.path.exists(saved_path):
+        return params_lib.preset(FLAGS.preset, **overrides)
+    saved = params_lib.Params.load(saved_path)
+    if FLAGS["preset"].present:
+        wanted = params_lib.preset(FLAGS.preset, **overrides)
+    else:
+        wanted = dataclasses.replace(saved, **overrides)
+    differences = [f"{name} {value} -> {wanted.group(group)[name]}"
+                   for group in ("model", "diffusion")
+                   for name, value in saved.group(group).items()
+                   if wanted.group(group)[name] != value]
+    if differences:
+        raise params_lib.UserError(
+            f"--model_dir={model_dir} holds a model with other architecture/diffusion params "
+            f"({', '.join(differences)}); drop those flags to resume, or use a new --model_dir")
+    return wanted
+
+
+def check_schedule(diffusion, variance):
+    snr = diffusion.terminal_snr(variance)
+    message = (f"the noise schedule leaves terminal SNR abar_T * var / (1 - abar_T) = "
+               f"{diffusion.alpha_bars64[-1]:.3f} * {variance:.4f} / "
+               f"{1 - diffusion.alpha_bars64[-1]:.3f} = {snr:.4f}: the model would never see "
+               "pure noise, yet sampling starts from it; raise --noise_steps or --beta_end, or "
+               "lower --target_rms")
+    if snr > SNR_REFUSE and not FLAGS.allow_high_snr:
+        raise params_lib.UserError(f"{message} (refused above {SNR_REFUSE}; "
+                                   "--allow_high_snr trains anyway)")
+    if snr > SNR_WARN:
+        logging.warning("%s (warning level %s)", message, SNR_WARN)
+
+
+def spectrogram_images(audio):
+    """[batch, time, 1] audio -> [batch, freq, frames, 1] log-magnitude images in [0, 1]."""
+    magnitude = tf.abs(tf.signal.stft(audio[..., 0], frame_length=256, frame_step=64))
+    decibels = 20 * tf.math.log(magnitude + 1e-5) / math.log(10.0)
+    image = tf.clip_by_value((decibels + 100.0) / 100.0, 0.0, 1.0)  # -100..0 dB
+    return tf.reverse(tf.transpose(image, [0, 2, 1]), axis=[1])[..., None]  # low notes below
+
+
+class Trainer:
+    """Owns model, EMA copy, optimiser, checkpoints and summaries for one --model_dir."""
+
+    def __init__(self, params, prepared, model_dir):
+        self.params = params
+        self.diffusion = Diffusion.from_params(params)
+        self.prepared = prepared
+        self.model = DiffWave(params).build_for()
+        self.ema = DiffWave(params).build_for()
+        self.ema.set_weights(self.model.get_weights())
+        self.optimizer = keras.optimizers.Adam(params.learning_rate)
+        self.optimizer.build(self.model.trainable_variables)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(model=self.model, ema=self.ema,
+                                              optimizer=self.optimizer, step=self.step)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(model_dir, "checkpoints"), max_to_keep=3)
+        self.writer = tf.summary.create_file_writer(model_dir)
+        self.generate = tf.function(lambda x, t: self.ema((x, t)))
+
+    def restore(self):
+        """Loads the latest checkpoint if there is one; returns the step reached."""
+        latest = self.manager.latest_checkpoint
+        if latest is None:
+            return 0
+        try:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as error:
+            raise params_lib.UserError(
+                f"{latest} does not match the architecture in params.json "
+                f"({str(error).splitlines()[0][:200]}); use a new --model_dir") from None
+        # A changed --learning_rate applies on resume; the checkpoint holds the old one.
+        self.optimizer.learning_rate.assign(self.params.learning_rate)
+        return int(self.step.numpy())
+
+    @tf.function
+    def train_step(self, batch):
+        """One Adam step on a [batch, time, 1] batch; returns (loss, gradient norm)."""
+        with tf.GradientTape() as tape:
+            loss = self.diffusion.training_loss(
+                lambda x, t: self.model((x, t), training=True), batch)
+        gradients = tape.gradient(loss, self.model.trainable_variables)
+        gradients, norm = tf.clip_by_global_norm(gradients, self.params.gradient_clip)
+        self.optimizer.apply(gradients, self.model.trainable_variables)
+        decay = self.params.ema_decay
+        for average, weight in zip(self.ema.trainable_variables, self.model.trainable_variables):
+            average.assign(decay * average + (1 - decay) * weight)
+        return loss, norm
+
+    @tf.function
+    def val_step(self, batch, seed):
+        return self.diffusion.training_loss(lambda x, t: self.model((x, t)), batch, seed)
+
+    def val_loss(self):
+        """Mean loss over the validation clips with fixed t and noise (comparable over time)."""
+        losses = [float(self.val_step(batch, tf.constant([index, 7])))
+                  for index, batch in enumerate(data.val_dataset(self.prepared, self.params))]
+        return sum(losses) / len(losses) if losses else None
+
+    def write_samples(self, step, real_batch):
+        """Generated clips (EMA weights, DDIM) and real ones, as audio and spectrograms."""
+        shape = [SAMPLES_SHOWN, self.params.clip_samples, 1]
+        generated = samplers.ddim(self.diffusion, self.generate, shape, self.params.sample_steps,
+                                  seed=step)
+        generated = tf.clip_by_value(generated, -1.0, 1.0)
+        real = real_batch[:SAMPLES_SHOWN]
+        with self.writer.as_default(step=step):
+            for name, audio in (("generated", generated), ("real", real)):
+                tf.summary.audio(f"{name}/audio", audio, self.params.sample_rate,
+                                 max_outputs=SAMPLES_SHOWN)
+                tf.summary.image(f"{name}/spectrogram", spectrogram_images(audio),
+                                 max_outputs=SAMPLES_SHOWN)
+
+    def save(self):
+        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        logging.info("saved %s", path)
+
+    def train(self, max_steps, seed):
+        start = self.restore()
+        if start:
+            print(f"resuming from step {start} ({self.manager.latest_checkpoint})", flush=True)
+        if start >= max_steps:
+            print(f"already at step {start} >= --max_steps={max_steps}; nothing to do")
+            return
+        batches = iter(data.train_dataset(self.prepared, self.params, seed=seed + start))
+        clip_seconds = self.params.batch_size * self.params.clip_samples / self.params.sample_rate
+        window_start, window_steps = time.perf_counter(), 0
+        for step in range(start + 1, max_steps + 1):
+            batch = next(batches)
+            loss, norm = self.train_step(batch)
+            loss, norm = float(loss), float(norm)
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                raise params_lib.UserError(
+                    f"loss became {loss} (gradient norm {norm}) at step {step}; stopped without "
+                    f"saving, the last good checkpoint ({self.manager.latest_checkpoint}) is "
+                    "intact; lower --learning_rate or --gradient_clip and re-run to resume")
+            self.step.assign(step)
+            window_steps += 1
+            last = step == max_steps
+            if step % FLAGS.log_every == 0 or last:
+                seconds = time.perf_counter() - window_start
+                steps_per_s = window_steps / seconds
+                with self.writer.as_default(step=step):
+                    tf.summary.scalar("train/loss", loss)
+                    tf.summary.scalar("train/gradient_norm", norm)
+                    tf.summary.scalar("train/learning_rate",
+                                      float(self.optimizer.learning_rate.numpy()))
+                    tf.summary.scalar("train/steps_per_s", steps_per_s)
+                    tf.summary.scalar("train/audio_seconds_per_s", steps_per_s * clip_seconds)
+                print(f"step {step}/{max_steps}  loss {loss:.4f}  {steps_per_s:.2f} steps/s  "
+                      f"{steps_per_s * clip_seconds:.1f} audio s/s", flush=True)
+                window_start, window_steps = time.perf_counter(), 0
+            if step % FLAGS.checkpoint_every == 0 or last:
+                self.save()
+                val = self.val_loss()
+                if val is not None:
+                    with self.writer.as_default(step=step):
+                        tf.summary.scalar("val/loss", val)
+            if step % FLAGS.sample_every == 0 or last:
+                self.write_samples(step, batch)
+            self.writer.flush()
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {argv[1:]}; flags look like --max_steps=100")
+    model_dir = FLAGS.model_dir
+    try:
+        for name in ("max_steps", "checkpoint_every", "log_every", "sample_every"):
+            if FLAGS[name].value <= 0:
+                raise params_lib.UserError(f"--{name} must be > 0 (got {FLAGS[name].value})")
+        if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+            raise params_lib.UserError(f"--model_dir={model_dir} is a file; give a folder")
+        params = resolve_params(model_dir)
+        prepared = data.prepare(params, FLAGS.data_dir, FLAGS.cache_dir)
+        check_schedule(Diffusion.from_params(params), prepared.manifest["train_variance"])
+        keras.utils.set_random_seed(FLAGS.seed)
+        os.makedirs(model_dir, exist_ok=True)
+        params.save(os.path.join(model_dir, "params.json"))
+        Trainer(params, prepared, model_dir).train(FLAGS.max_steps, FLAGS.seed)
+    except params_lib.UserError as error:
+        sys.exit(f"error: {error}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted; re-run the same command to resume from the last checkpoint")
+
 
 if __name__ == "__main__":
-    sys.exit("error: train.py is not implemented yet (the network, diffusion and training "
-             "issue); try `python -m data.inspect` to run the data pipeline")
+    app.run(main)

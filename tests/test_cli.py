@@ -55,9 +55,8 @@ def test_inspect_errors_are_one_line_without_traceback(tmp_path, args, message):
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize("script", ["train.py", "generate.py"])
-def test_unfinished_commands_say_so(script):
-    result = run(script)
+def test_generate_says_it_is_not_implemented_yet():
+    result = run("generate.py")
     assert result.returncode != 0 and "not implemented yet" in result.stderr
 
 

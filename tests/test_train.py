@@ -1,0 +1,77 @@
+"""train.py end to end on the tiny preset and the built-in tones."""
+
+import glob
+import os
+
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from test_cli import run
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    return tmp_path_factory.mktemp("train")
+
+
+def train(workspace, model_dir, *flags):
+    return run("train.py", "--preset=tiny", "--synthetic_tones=32", f"--model_dir={model_dir}",
+               f"--cache_dir={workspace / 'cache'}", "--log_every=10", *flags)
+
+
+def summary_tags(model_dir):
+    events = EventAccumulator(str(model_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    return set(events.Tags()["tensors"])
+
+
+def checkpoint_steps(model_dir):
+    return sorted(int(path.rsplit("-", 1)[1].split(".")[0])
+                  for path in glob.glob(f"{model_dir}/checkpoints/ckpt-*.index"))
+
+
+def test_trains_checkpoints_logs_and_resumes(workspace):
+    model_dir = workspace / "run"
+    first = train(workspace, model_dir, "--max_steps=30")
+    assert first.returncode == 0, first.stderr
+    assert "step 30/30" in first.stdout
+    assert checkpoint_steps(model_dir) == [30]
+    assert os.path.exists(model_dir / "params.json")
+    tags = summary_tags(model_dir)
+    assert {"train/loss", "val/loss", "train/learning_rate", "train/gradient_norm",
+            "train/steps_per_s", "train/audio_seconds_per_s", "generated/audio",
+            "generated/spectrogram", "real/audio", "real/spectrogram"} <= tags
+
+    second = train(workspace, model_dir, "--max_steps=40")
+    assert second.returncode == 0, second.stderr
+    assert "resuming from step 30" in second.stdout
+    assert "step 40/40" in second.stdout and "step 10/" not in second.stdout
+    assert checkpoint_steps(model_dir) == [30, 40]
+
+    changed = train(workspace, model_dir, "--max_steps=50", "--residual_layers=3")
+    assert changed.returncode != 0
+    assert "residual_layers 6 -> 3" in changed.stderr and "Traceback" not in changed.stderr
+    assert checkpoint_steps(model_dir) == [30, 40]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(workspace):
+    model_dir = workspace / "nan"
+    assert train(workspace, model_dir, "--max_steps=10").returncode == 0
+    exploded = train(workspace, model_dir, "--max_steps=40", "--learning_rate=1e30")
+    assert exploded.returncode != 0
+    assert "last good checkpoint" in exploded.stderr and "Traceback" not in exploded.stderr
+    assert checkpoint_steps(model_dir) == [10]
+    reader = tf.train.load_checkpoint(str(model_dir / "checkpoints" / "ckpt-10"))
+    for name in reader.get_variable_to_shape_map():
+        value = reader.get_tensor(name)
+        if hasattr(value, "dtype") and value.dtype.kind == "f":
+            assert tf.reduce_all(tf.math.is_finite(value)), name
+
+
+def test_schedule_that_never_reaches_noise_is_refused(workspace):
+    model_dir = workspace / "snr"
+    result = train(workspace, model_dir, "--noise_steps=5", "--beta_end=0.02", "--sample_steps=5")
+    assert result.returncode != 0
+    assert "terminal SNR" in result.stderr and "--allow_high_snr" in result.stderr
+    assert not os.path.exists(model_dir)
