@@ -1,6 +1,8 @@
 """Draws the README's figures into images/. Needs matplotlib (not a project dependency):
 
-  pip install matplotlib && python images/make_figures.py
+  pip install matplotlib && python images/make_figures.py [MODEL_DIR]
+
+With MODEL_DIR (a train.py --model_dir), also draws its loss curves.
 """
 
 import os
@@ -18,6 +20,7 @@ import scipy.signal  # noqa: E402
 
 import params as params_lib  # noqa: E402
 from data import lowpass, synthetic  # noqa: E402
+from network import DiffWave  # noqa: E402
 
 
 def lowpass_figure(params, path):
@@ -59,8 +62,75 @@ def tones_figure(params, path):
     fig.savefig(path, dpi=110)
 
 
+def architecture_figure(params, path):
+    """DiffWave as a stack of boxes, bottom (input) to top (output)."""
+    boxes = [
+        ("x_t  [batch, time, 1]", "#dddddd"),
+        ("1x1 conv to C, ReLU", "#cfe2f3"),
+        (f"residual layer i = 0..{params.residual_layers - 1}:\n"
+         "x + Dense(step embedding)  ->  dilated conv k=3, d = 2^(i mod "
+         f"{params.dilation_cycle}), to 2C\n"
+         "tanh(first C) * sigmoid(second C)  ->  1x1 conv to 2C = residual | skip\n"
+         "x <- (x + residual) / sqrt(2)", "#fce5cd"),
+        (f"sum of skips / sqrt({params.residual_layers}), ReLU", "#d9ead3"),
+        ("1x1 conv, ReLU", "#cfe2f3"),
+        ("1x1 conv to 1 (zero-initialised)  ->  predicted noise [batch, time, 1]", "#dddddd"),
+    ]
+    fig, axis = plt.subplots(figsize=(8, 6.5))
+    heights = [0.6, 0.6, 1.6, 0.6, 0.6, 0.6]
+    y = 0.2
+    centres = []
+    for (text, colour), height in zip(boxes, heights):
+        axis.add_patch(matplotlib.patches.FancyBboxPatch(
+            (0.05, y), 0.7, height, boxstyle="round,pad=0.02", fc=colour, ec="k"))
+        axis.text(0.4, y + height / 2, text, ha="center", va="center", fontsize=8.5)
+        centres.append((y, y + height))
+        y += height + 0.35
+    for (_, top), (bottom, _) in zip(centres, centres[1:]):
+        axis.annotate("", (0.4, bottom - 0.02), (0.4, top + 0.02),
+                      arrowprops={"arrowstyle": "->"})
+    step_y = centres[2][0] + heights[2] / 2
+    axis.add_patch(matplotlib.patches.FancyBboxPatch(
+        (0.8, step_y - 0.5), 0.18, 1.0, boxstyle="round,pad=0.02", fc="#ead1dc", ec="k"))
+    axis.text(0.89, step_y, f"step t\n128 sinusoids\nDense {params.embedding_channels}"
+              f"\nswish\nDense {params.embedding_channels}\nswish", ha="center",
+              va="center", fontsize=8)
+    axis.annotate("", (0.77, step_y), (0.8, step_y), arrowprops={"arrowstyle": "->"})
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, y)
+    axis.axis("off")
+    axis.set_title(f"DiffWave, base preset: C={params.residual_channels}, "
+                   f"L={params.residual_layers}, receptive field "
+                   f"{DiffWave(params).receptive_field} samples")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def curves_figure(model_dir, path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    import tensorflow as tf
+    events = EventAccumulator(model_dir, size_guidance={"tensors": 0})
+    events.Reload()
+    fig, axis = plt.subplots(figsize=(7, 3.5))
+    for tag in ("train/loss", "val/loss"):
+        points = events.Tensors(tag)
+        axis.plot([p.step for p in points],
+                  [float(tf.make_ndarray(p.tensor_proto)) for p in points], label=tag)
+    axis.set_yscale("log")
+    axis.set_xlabel("step")
+    axis.set_ylabel("noise-prediction MSE")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    axis.set_title(f"Training curves: {os.path.basename(os.path.normpath(model_dir))}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 if __name__ == "__main__":
     params = params_lib.preset("base")
     here = os.path.dirname(os.path.abspath(__file__))
     lowpass_figure(params, os.path.join(here, "lowpass_response.png"))
     tones_figure(params, os.path.join(here, "builtin_tones.png"))
+    architecture_figure(params, os.path.join(here, "diffwave.png"))
+    if len(sys.argv) > 1:
+        curves_figure(sys.argv[1], os.path.join(here, "training_curves.png"))
