@@ -64,11 +64,14 @@ class Diffusion:
         return self.alpha_bars64[-1] * data_variance / (1 - self.alpha_bars64[-1])
 
     @staticmethod
-    def _per_example(values, t, x):
+    def _broadcast(per_example, x):
+        """A [batch] tensor shaped [batch, 1, ...] to broadcast against x."""
+        return tf.reshape(per_example, tf.concat([tf.shape(per_example),
+                                                  tf.ones([tf.rank(x) - 1], tf.int32)], 0))
+
+    def _per_example(self, values, t, x):
         """values[t] shaped [batch, 1, ...] to broadcast against x."""
-        gathered = tf.gather(values, t)
-        return tf.reshape(gathered, tf.concat([tf.shape(t), tf.ones([tf.rank(x) - 1],
-                                                                     tf.int32)], 0))
+        return self._broadcast(tf.gather(values, t), x)
 
     def random_steps(self, batch, seed=None):
         """One uniform step per example: int32 [batch]."""
@@ -120,9 +123,7 @@ class Diffusion:
     def reverse_step(self, x_t, t, eps, noise, variance="beta_tilde"):
         """One ancestral step x_t -> x_{t-1}; no noise is added at t = 0."""
         sigma = tf.sqrt(self.posterior_variance(t, variance))
-        sigma = tf.where(t > 0, sigma, tf.zeros_like(sigma))
-        sigma = tf.reshape(sigma, tf.concat([tf.shape(t), tf.ones([tf.rank(x_t) - 1],
-                                                                  tf.int32)], 0))
+        sigma = self._broadcast(tf.where(t > 0, sigma, tf.zeros_like(sigma)), x_t)
         return self.posterior_mean(x_t, t, eps) + sigma * noise
 
     def ddim_step(self, x_t, t, t_previous, eps, noise, eta=0.0):
@@ -133,7 +134,7 @@ class Diffusion:
         alpha_bar = self._per_example(self.alpha_bars, t, x_t)
         previous = tf.where(t_previous >= 0, tf.gather(self.alpha_bars, tf.maximum(t_previous, 0)),
                             tf.ones_like(t_previous, tf.float32))
-        previous = tf.reshape(previous, tf.shape(alpha_bar))
+        previous = self._broadcast(previous, x_t)
         x0 = self.predict_x0(x_t, t, eps)
         sigma = eta * tf.sqrt((1 - previous) / (1 - alpha_bar) * (1 - alpha_bar / previous))
         direction = tf.sqrt(tf.maximum(1 - previous - sigma ** 2, 0.0)) * eps
