@@ -1,6 +1,200 @@
-"""Generates music from a trained checkpoint. Not implemented yet."""
+"""Generates music with a model trained by train.py: the backward diffusion from pure noise.
 
+  python generate.py --model_dir=runs/demo --seconds=30 --num_samples=4 --output_dir=out
+  python generate.py --model_dir=runs/gtzan --seconds=600 --sampler=ddim --steps=50
+
+Any length fits in bounded memory: each network call runs on overlapping windows whose halo
+covers the receptive field, which gives exactly the unwindowed result. Same flags and --seed
+give byte-identical files; sample i depends only on (--seed, i), not on --batch_size.
+"""
+
+import math
+import os
 import sys
+import time
+
+from absl import app, flags
+
+import data  # noqa: F401  first: it quiets TensorFlow's start-up logging
+import numpy as np  # noqa: E402
+import soundfile  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from data.audio_files import resample  # noqa: E402
+from diffusion import Diffusion, samplers  # noqa: E402
+from network import checkpoints  # noqa: E402
+from params import UserError  # noqa: E402
+
+flags.DEFINE_string("model_dir", "runs/default", "The --model_dir that train.py wrote.")
+flags.DEFINE_string("checkpoint", None, "A checkpoint to use instead of the latest: a path "
+                    "prefix or a name in MODEL_DIR/checkpoints such as ckpt-3000.")
+flags.DEFINE_boolean("no_ema", False, "Use the raw weights instead of their moving average.")
+flags.DEFINE_float("seconds", None, "Length of each clip in seconds (default 10).")
+flags.DEFINE_integer("samples", None, "Length of each clip in samples at --output_rate "
+                     "(instead of --seconds).")
+flags.DEFINE_integer("num_samples", 1, "How many clips to write.")
+flags.DEFINE_integer("batch_size", 1, "Clips generated together (faster on a GPU, more memory).")
+flags.DEFINE_enum("sampler", "fast", samplers.SAMPLERS, "fast: DiffWave's few-step schedule "
+                  "(--fast_schedule); ddim: --steps evenly spaced steps; ddpm: all T steps.")
+flags.DEFINE_integer("steps", None, "Steps for ddim (default: the model's sample_steps).")
+flags.DEFINE_list("fast_schedule", [str(beta) for beta in samplers.FAST_SCHEDULE],
+                  "Inference betas for --sampler=fast, comma separated.")
+flags.DEFINE_enum("variance", "beta_tilde", samplers.VARIANCES,
+                  "Reverse-step variance for ddpm and fast.")
+flags.DEFINE_float("eta", 0.0, "DDIM noise: 0 deterministic, 1 as ancestral.")
+flags.DEFINE_boolean("clip_x0", False, "Clip each step's predicted clean signal to [-1, 1].")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_string("output_dir", "samples", "Folder for the WAV files (created if missing).")
+flags.DEFINE_integer("output_rate", None, "Sample rate of the files; the model's own rate by "
+                     "default, e.g. 22050 or 44100 resamples (polyphase) for any player.")
+flags.DEFINE_integer("window", 65536, "Samples per network call and clip; longer clips are "
+                     "computed in overlapping windows. Bounds memory.")
+FLAGS = flags.FLAGS
+
+DEFAULT_SECONDS = 10.0
+
+
+class Progress:
+    """A progress bar over batches x steps x windows with an ETA on stderr: redrawn in place on
+    a terminal, else a line every few seconds."""
+
+    def __init__(self, label, batches, steps, windows):
+        self.label, self.counts = label, (batches, steps, windows)
+        self.total, self.done = batches * steps * windows, 0
+        self.start = self.shown = time.perf_counter()
+        self.terminal = sys.stderr.isatty()
+
+    def advance(self, *_):
+        """Called after each window of each step of each batch."""
+        self.done += 1
+        now = time.perf_counter()
+        if now - self.shown < (0.2 if self.terminal else 5.0) and self.done < self.total:
+            return
+        self.shown = now
+        batches, steps, windows = self.counts
+        batch, rest = divmod(self.done - 1, steps * windows)
+        step, window = divmod(rest, windows)
+        fraction = self.done / self.total
+        eta = time.strftime("%H:%M:%S", time.gmtime((now - self.start) * (1 / fraction - 1)))
+        line = (f"{self.label} [{'#' * int(30 * fraction):30s}] {100 * fraction:3.0f}%  batch "
+                f"{batch + 1}/{batches} step {step + 1}/{steps} window {window + 1}/{windows}  "
+                f"ETA {eta}")
+        sys.stderr.write("\r" + line + ("\n" if self.done == self.total else "")
+                         if self.terminal else line + "\n")
+        sys.stderr.flush()
+
+
+def make_plan(params):
+    """The chosen sampler's plan; UserError for flags that do not fit it."""
+    diffusion = Diffusion.from_params(params)
+    if FLAGS.steps is not None and FLAGS.sampler != "ddim":
+        raise UserError(f"--steps applies to --sampler=ddim; {FLAGS.sampler} takes "
+                        + ("--fast_schedule" if FLAGS.sampler == "fast" else
+                           f"all {diffusion.steps} training steps"))
+    if FLAGS.sampler == "ddpm":
+        return samplers.ddpm_plan(diffusion, FLAGS.variance)
+    if FLAGS.sampler == "ddim":
+        steps = params.sample_steps if FLAGS.steps is None else FLAGS.steps
+        return samplers.ddim_plan(diffusion, steps, FLAGS.eta)
+    try:
+        betas = [float(beta) for beta in FLAGS.fast_schedule]
+    except ValueError:
+        raise UserError(f"--fast_schedule={','.join(FLAGS.fast_schedule)}: give numbers, "
+                        "e.g. 1e-4,1e-3,1e-2,0.05,0.2,0.5") from None
+    return samplers.fast_plan(diffusion, betas, FLAGS.variance)
+
+
+def clip_lengths(model_rate, output_rate):
+    """(samples to generate at the model rate, samples per file at the output rate)."""
+    if FLAGS.samples is not None and FLAGS.seconds is not None:
+        raise UserError("give --seconds or --samples, not both")
+    if FLAGS.samples is not None:
+        if FLAGS.samples <= 0:
+            raise UserError(f"--samples must be > 0 (got {FLAGS.samples})")
+        output_samples = FLAGS.samples
+    else:
+        seconds = DEFAULT_SECONDS if FLAGS.seconds is None else FLAGS.seconds
+        if not seconds > 0 or not math.isfinite(seconds):
+            raise UserError(f"--seconds must be > 0 (got {seconds})")
+        output_samples = max(1, round(seconds * output_rate))
+    return math.ceil(output_samples * model_rate / output_rate), output_samples
+
+
+def check_output_dir(path):
+    """UserError unless `path` is, or can be made, a writable folder. Creates nothing."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+        raise UserError(f"--output_dir={path} cannot be written ({existing} is "
+                        f"{'not a folder' if not os.path.isdir(existing) else 'read-only'}); "
+                        "choose another --output_dir")
+
+
+def write_wav(path, audio, rate):
+    """16-bit WAV written under a temporary name and renamed: never a truncated file at path."""
+    temporary = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        soundfile.write(temporary, audio, rate, subtype="PCM_16", format="WAV")
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def generate():
+    for name in ("num_samples", "batch_size", "window"):
+        if FLAGS[name].value <= 0:
+            raise UserError(f"--{name} must be > 0 (got {FLAGS[name].value})")
+    params = checkpoints.load_params(FLAGS.model_dir)
+    output_rate = FLAGS.output_rate or params.sample_rate
+    if output_rate <= 0:
+        raise UserError(f"--output_rate must be > 0 (got {output_rate})")
+    model_samples, output_samples = clip_lengths(params.sample_rate, output_rate)
+    plan = make_plan(params)
+    check_output_dir(FLAGS.output_dir)
+    checkpoint = checkpoints.find_checkpoint(FLAGS.model_dir, FLAGS.checkpoint)
+    model = checkpoints.load_model(params, checkpoint, ema=not FLAGS.no_ema)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 1]), tf.TensorSpec([None])])
+    def network(audio, steps):
+        return model((audio, steps))
+
+    batches = math.ceil(FLAGS.num_samples / FLAGS.batch_size)
+    progress = Progress(f"{FLAGS.num_samples} x {output_samples / output_rate:g} s, "
+                        f"{FLAGS.sampler}", batches, len(plan),
+                        math.ceil(model_samples / FLAGS.window))
+    windowed = samplers.windowed(network, FLAGS.window, (model.receptive_field - 1) // 2,
+                                 progress.advance)
+    started = time.perf_counter()
+    for first in range(0, FLAGS.num_samples, FLAGS.batch_size):
+        count = min(FLAGS.batch_size, FLAGS.num_samples - first)
+        audio = samplers.run(plan, windowed, [count, model_samples, 1],
+                             samplers.example_noise(FLAGS.seed, first), FLAGS.clip_x0)
+        audio = np.clip(audio.numpy()[..., 0], -1.0, 1.0)
+        for offset, clip in enumerate(audio):
+            clip = resample(clip, params.sample_rate, output_rate)[:output_samples]
+            path = os.path.join(FLAGS.output_dir,
+                                f"{FLAGS.sampler}_seed{FLAGS.seed}_{first + offset:03d}.wav")
+            write_wav(path, clip, output_rate)
+            print(path, flush=True)
+    seconds = time.perf_counter() - started
+    audio_seconds = FLAGS.num_samples * output_samples / output_rate
+    print(f"wrote {FLAGS.num_samples} files, {audio_seconds:g} s of audio in {seconds:.1f} s "
+          f"({seconds / audio_seconds:.3f} s per audio second) from {checkpoint}", file=sys.stderr)
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {argv[1:]}; flags look like --seconds=30")
+    try:
+        generate()
+    except UserError as error:
+        sys.exit(f"error: {error}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted; the files listed above are complete, no partial file was left")
+
 
 if __name__ == "__main__":
-    sys.exit("error: generate.py is not implemented yet (it needs a trained model from train.py)")
+    app.run(main)

@@ -33,6 +33,11 @@ class UserError(Exception):
     """A problem the user can fix (a flag, a file, a folder); shown as one line, no traceback."""
 
 
+def first_line(error):
+    """The first line of an exception's message, for one-line reports."""
+    return (str(error).strip() or type(error).__name__).splitlines()[0]
+
+
 BETA_SCHEDULES = ("linear", "quadratic", "sigmoid", "cosine")
 LOSSES = ("l2", "l1")
 

@@ -22,7 +22,7 @@ import tensorflow as tf  # noqa: E402
 
 import params as params_lib  # noqa: E402
 from diffusion import SNR_REFUSE, SNR_WARN, Diffusion, samplers  # noqa: E402
-from network import DiffWave  # noqa: E402
+from network import DiffWave, checkpoints  # noqa: E402
 
 data.define_flags()
 params_lib.define_flags()
@@ -112,12 +112,8 @@ class Trainer:
         latest = self.manager.latest_checkpoint
         if latest is None:
             return 0
-        try:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as error:
-            raise params_lib.UserError(
-                f"{latest} does not match the architecture in params.json "
-                f"({str(error).splitlines()[0][:200]}); use a new --model_dir") from None
+        checkpoints.restore(latest, model=self.model, ema=self.ema, optimizer=self.optimizer,
+                            step=self.step)
         # A changed --learning_rate applies on resume; the checkpoint holds the old one.
         self.optimizer.learning_rate.assign(self.params.learning_rate)
         return int(self.step.numpy())

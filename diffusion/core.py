@@ -59,6 +59,20 @@ class Diffusion:
         return cls(beta_schedule(params.beta_schedule, params.noise_steps, params.beta_start,
                                  params.beta_end), params.loss)
 
+    def fractional_steps(self, alpha_bars):
+        """The training steps, fractional, whose noise level sqrt(abar) matches each given abar.
+
+        DiffWave's fast sampling runs a short inference schedule with a network trained on this
+        one by feeding it the step, interpolated linearly in sqrt(abar), of equal noise level.
+        Returns float64 [len(alpha_bars)], NaN where an abar lies outside the trained range.
+        """
+        trained = np.sqrt(self.alpha_bars64)  # decreasing in t
+        wanted = np.sqrt(np.asarray(alpha_bars, np.float64))
+        tolerance = 1e-9  # the first inference beta often equals the first trained one
+        inside = (wanted <= trained[0] + tolerance) & (wanted >= trained[-1] - tolerance)
+        steps = np.interp(-wanted, -trained, np.arange(self.steps, dtype=np.float64))
+        return np.where(inside, steps, np.nan)
+
     def terminal_snr(self, data_variance):
         """abar_T var / (1 - abar_T): how much signal is left at the last step."""
         return self.alpha_bars64[-1] * data_variance / (1 - self.alpha_bars64[-1])
@@ -110,6 +124,13 @@ class Diffusion:
     def predict_x0(self, x_t, t, eps):
         return ((x_t - self._per_example(self.noise_rates, t, x_t) * eps)
                 / self._per_example(self.signal_rates, t, x_t))
+
+    def clip_x0(self, x_t, t, eps):
+        """The eps that predicts x0 clipped to [-1, 1]: any step fed this eps uses the clipped
+        x0 (for the posterior mean this equals writing it in x0 form)."""
+        x0 = tf.clip_by_value(self.predict_x0(x_t, t, eps), -1.0, 1.0)
+        return ((x_t - self._per_example(self.signal_rates, t, x_t) * x0)
+                / self._per_example(self.noise_rates, t, x_t))
 
     def posterior_mean(self, x_t, t, eps):
         """Mean of p(x_{t-1} | x_t) from the noise prediction."""

@@ -1,40 +1,154 @@
-"""Reverse-process samplers. Each calls `model(x_t, t)` (t float32 [batch]) and the step
-formulas in `diffusion.core`, so sampling uses exactly the math that training used."""
+"""Reverse-process samplers: ddpm, ddim and DiffWave's fast few-step sampler.
+
+A sampler is a plan, a list of `Step`s; `run` walks any plan from pure noise. Every update is
+a formula of `diffusion.core`, so sampling uses exactly the math that training used. The
+network is reached through `model(x_t, t)` (t float32 [batch], fractional for `fast`);
+`windowed` makes such a model that evaluates any length in overlapping windows.
+"""
+
+import math
+from typing import Callable, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
+from diffusion.core import Diffusion
+from params import UserError
 
-def _step_indices(t, batch):
-    return tf.fill([batch], tf.constant(t, tf.int32))
+SAMPLERS = ("fast", "ddim", "ddpm")
+VARIANCES = ("beta_tilde", "beta")
+FAST_SCHEDULE = (1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5)  # DiffWave's six-step inference betas
 
 
-def ddpm(diffusion, model, shape, seed=0, variance="beta_tilde"):
-    """Ancestral sampling over all T steps, from pure noise.
+class Step(NamedTuple):
+    """One network call and the update after it.
+
+    model_step: the training step (float) the network is told.
+    schedule, index: the Diffusion the update runs on and the step index within it.
+    update: (x_t, index [batch], eps, noise) -> the less noisy x.
+    """
+    model_step: float
+    schedule: Diffusion
+    index: int
+    update: Callable
+
+
+def ddpm_plan(diffusion, variance="beta_tilde"):
+    """Ancestral sampling over all T training steps; variance beta_tilde_t or beta_t."""
+    update = lambda x, t, eps, noise: diffusion.reverse_step(x, t, eps, noise, variance)  # noqa: E731
+    return [Step(float(t), diffusion, t, update) for t in reversed(range(diffusion.steps))]
+
+
+def ddim_plan(diffusion, num_steps, eta=0.0):
+    """DDIM (Song et al. 2021) on `num_steps` evenly spaced training steps; eta 0 is
+    deterministic."""
+    if not 1 <= num_steps <= diffusion.steps:
+        raise UserError(f"--steps={num_steps}: ddim needs 1 to {diffusion.steps} steps (the "
+                        "model's --noise_steps)")
+    schedule = np.linspace(diffusion.steps - 1, 0, num_steps).round().astype(int)
+    plan = []
+    for t, t_previous in zip(schedule, list(schedule[1:]) + [-1]):
+        def update(x, t_vector, eps, noise, t_previous=int(t_previous)):
+            previous = tf.fill(tf.shape(t_vector), t_previous)
+            return diffusion.ddim_step(x, t_vector, previous, eps, noise, eta)
+        plan.append(Step(float(t), diffusion, int(t), update))
+    return plan
+
+
+def fast_plan(diffusion, betas=FAST_SCHEDULE, variance="beta_tilde"):
+    """DiffWave's fast sampling (Kong et al. 2020, appendix B): ancestral steps on a short
+    inference schedule `betas`, the network told the fractional training step of equal noise
+    level."""
+    betas = np.asarray(betas, np.float64)
+    bad = [beta for beta in betas if not 0 < beta < 1]
+    if len(betas) == 0 or bad:
+        raise UserError(f"fast schedule {list(betas)}: every beta must lie in (0, 1)"
+                        + (f"; {bad[0]} does not" if bad else ""))
+    inference = Diffusion(betas)
+    model_steps = diffusion.fractional_steps(inference.alpha_bars64)
+    outside = np.flatnonzero(np.isnan(model_steps))
+    if outside.size:
+        index = outside[0]
+        raise UserError(
+            f"fast schedule beta {betas[index]} (step {index + 1} of {len(betas)}) brings the "
+            f"cumulative abar to {inference.alpha_bars64[index]:.4g}, outside the trained range "
+            f"[{diffusion.alpha_bars64[-1]:.4g}, {diffusion.alpha_bars64[0]:.4g}]; change or drop it")
+    update = lambda x, s, eps, noise: inference.reverse_step(x, s, eps, noise, variance)  # noqa: E731
+    return [Step(float(model_steps[s]), inference, s, update) for s in reversed(range(len(betas)))]
+
+
+def batch_noise(seed):
+    """noise(index, shape): one random stream for the whole batch."""
+    generator = tf.random.Generator.from_seed(seed)
+    return lambda index, shape: generator.normal(shape)
+
+
+def example_noise(seed, first_example):
+    """noise(index, shape) where example i of the batch draws from its own stream (seed,
+    first_example + i): an example's audio does not depend on its batch size or batch-mates."""
+    def noise(index, shape):
+        return tf.stack([
+            tf.random.stateless_normal(shape[1:], tf.random.experimental.stateless_fold_in(
+                tf.random.experimental.stateless_fold_in([seed, 0], first_example + i), index))
+            for i in range(shape[0])])
+    return noise
+
+
+def run(plan, model, shape, noise, clip_x0=False, on_step=None):
+    """Walks a plan from pure noise.
 
     Args:
+      plan: list of Step (ddpm_plan, ddim_plan, fast_plan).
+      model: (x_t, t float32 [batch]) -> predicted eps shaped like x_t.
       shape: the output shape, e.g. [batch, time, 1] or [batch, 2].
-      variance: "beta_tilde" (posterior) or "beta".
+      noise: (index, shape) -> standard normal noise; index 0 draws x_T, k the noise of step k.
+      clip_x0: clip each step's predicted x0 to [-1, 1].
+      on_step: called with the number of steps done after each.
     Returns:
       float32 tensor of `shape`.
     """
-    generator = tf.random.Generator.from_seed(seed)
-    x = generator.normal(shape)
-    for t in reversed(range(diffusion.steps)):
-        steps = _step_indices(t, shape[0])
-        eps = model(x, tf.cast(steps, tf.float32))
-        x = diffusion.reverse_step(x, steps, eps, generator.normal(shape), variance)
+    x = noise(0, shape)
+    for number, step in enumerate(plan, 1):
+        t = tf.fill([shape[0]], tf.constant(step.index, tf.int32))
+        eps = model(x, tf.fill([shape[0]], tf.constant(step.model_step, tf.float32)))
+        if clip_x0:
+            eps = step.schedule.clip_x0(x, t, eps)
+        x = step.update(x, t, eps, noise(number, shape))
+        if on_step:
+            on_step(number)
     return x
+
+
+def ddpm(diffusion, model, shape, seed=0, variance="beta_tilde"):
+    return run(ddpm_plan(diffusion, variance), model, shape, batch_noise(seed))
 
 
 def ddim(diffusion, model, shape, num_steps, seed=0, eta=0.0):
-    """DDIM (Song et al. 2021) on `num_steps` evenly spaced steps of the T training steps."""
-    generator = tf.random.Generator.from_seed(seed)
-    x = generator.normal(shape)
-    schedule = np.linspace(diffusion.steps - 1, 0, num_steps).round().astype(int)
-    for t, t_previous in zip(schedule, list(schedule[1:]) + [-1]):
-        steps = _step_indices(t, shape[0])
-        eps = model(x, tf.cast(steps, tf.float32))
-        x = diffusion.ddim_step(x, steps, _step_indices(t_previous, shape[0]), eps,
-                                generator.normal(shape), eta)
-    return x
+    return run(ddim_plan(diffusion, num_steps, eta), model, shape, batch_noise(seed))
+
+
+def windowed(model, window, halo, on_window=None):
+    """The model evaluated on overlapping windows of at most `window` + 2 `halo` samples.
+
+    A fully convolutional network's output at sample i depends only on inputs within its
+    receptive field, so with `halo` >= (receptive field - 1) / 2 each window's centre is
+    exactly what the whole signal would give, and memory stays bounded by the window size.
+
+    Args:
+      model: (audio [batch, time, 1], t [batch]) -> [batch, time, 1].
+      on_window: called after each window with (windows done, windows in all).
+    Returns:
+      the same kind of callable, for any time.
+    """
+    def evaluate(audio, steps):
+        length = int(audio.shape[1])
+        count = math.ceil(length / window)
+        pieces = []
+        for number, start in enumerate(range(0, length, window), 1):
+            end = min(start + window, length)
+            low, high = max(0, start - halo), min(length, end + halo)
+            pieces.append(model(audio[:, low:high], steps)[:, start - low:end - low])
+            if on_window:
+                on_window(number, count)
+        return tf.concat(pieces, axis=1)
+    return evaluate

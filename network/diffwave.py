@@ -82,11 +82,16 @@ class DiffWave(keras.Model):
         self.dilations = [2 ** (i % params.dilation_cycle) for i in range(params.residual_layers)]
         self.embedding = StepEmbedding(params.embedding_channels)
         self.input_projection = keras.layers.Conv1D(channels, 1, activation="relu")
-        self.residual_layers = [ResidualLayer(channels, d, name=f"residual_{i}")
-                                for i, d in enumerate(self.dilations)]
+        # One attribute per layer, not a list: tf.train.Checkpoint only follows attributes.
+        for i, dilation in enumerate(self.dilations):
+            setattr(self, f"residual_{i}", ResidualLayer(channels, dilation, name=f"residual_{i}"))
         self.skip_projection = keras.layers.Conv1D(channels, 1, activation="relu")
         # Zero output: the untrained model predicts no noise, a stable start (as in the paper).
         self.output_projection = keras.layers.Conv1D(1, 1, kernel_initializer="zeros")
+
+    @property
+    def residual_layers(self):
+        return [getattr(self, f"residual_{i}") for i in range(len(self.dilations))]
 
     @property
     def receptive_field(self):

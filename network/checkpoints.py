@@ -1,0 +1,82 @@
+"""Finding a trained model in a --model_dir and loading its weights, refusing any mismatch.
+
+A model dir holds `params.json` (JSON, the architecture) and `checkpoints/` (TensorFlow
+checkpoints with `model`, `ema`, `optimizer` and `step`); nothing else is read, and nothing
+there is executed or unpickled.
+"""
+
+import os
+
+import tensorflow as tf
+
+import params as params_lib
+from network.diffwave import DiffWave
+from params import UserError, first_line
+
+
+def load_params(model_dir):
+    """params.json of a model dir; UserError when the dir or the file is missing."""
+    if not os.path.isdir(model_dir):
+        raise UserError(f"--model_dir={model_dir} is not a folder; give the --model_dir that "
+                        "train.py wrote")
+    path = os.path.join(model_dir, "params.json")
+    if not os.path.exists(path):
+        raise UserError(f"--model_dir={model_dir} has no params.json; train first with "
+                        f"python train.py --model_dir={model_dir}")
+    return params_lib.Params.load(path)
+
+
+def find_checkpoint(model_dir, checkpoint=None):
+    """The checkpoint prefix to load: `checkpoint` (a path, or a name like ckpt-30 inside
+    model_dir/checkpoints) or else the latest one."""
+    folder = os.path.join(model_dir, "checkpoints")
+    if checkpoint:
+        for prefix in (checkpoint, os.path.join(folder, checkpoint)):
+            if os.path.exists(prefix + ".index"):
+                return prefix
+        raise UserError(f"--checkpoint={checkpoint} not found (no {checkpoint}.index, nor in "
+                        f"{folder}); leave it out for the latest")
+    latest = tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None
+    if latest is None:
+        raise UserError(f"--model_dir={model_dir} has no checkpoint yet; train first with "
+                        f"python train.py --model_dir={model_dir}")
+    return latest
+
+
+def load_model(params, checkpoint, ema=True):
+    """A DiffWave built from params with the EMA (or raw) weights of `checkpoint`."""
+    model = DiffWave(params).build_for()
+    restore(checkpoint, **{"ema" if ema else "model": model})
+    return model
+
+
+def restore(checkpoint, **objects):
+    """Restores the named objects (e.g. model=, ema=, optimizer=, step=) from `checkpoint`.
+
+    Raises UserError, keeping nothing half-loaded in a network, unless every network's weights
+    match the checkpoint's in number, name and shape.
+    """
+    saved = _list_variables(checkpoint)
+    mismatch = f"{checkpoint} holds a network that does not match params.json"
+    for role, network in objects.items():
+        if isinstance(network, DiffWave):
+            count = sum(name.startswith(role + "/") and name.endswith(".ATTRIBUTES/VARIABLE_VALUE")
+                        for name, _ in saved)
+            if count != len(network.weights):
+                raise UserError(f"{mismatch} ({count} {role} weights saved, "
+                                f"{len(network.weights)} expected); use the params.json it was "
+                                "trained with, or a new --model_dir")
+    try:
+        tf.train.Checkpoint(**objects).restore(checkpoint).expect_partial() \
+            .assert_existing_objects_matched()
+    except (AssertionError, IndexError, ValueError, tf.errors.OpError) as error:
+        raise UserError(f"{mismatch} ({first_line(error)[:200]}); use the params.json it was "
+                        "trained with, or a new --model_dir") from None
+
+
+def _list_variables(checkpoint):
+    try:
+        return tf.train.list_variables(checkpoint)
+    except (IndexError, ValueError, tf.errors.OpError) as error:
+        raise UserError(f"cannot read checkpoint {checkpoint} ({first_line(error)[:200]}); it "
+                        "may be truncated: pick another with --checkpoint") from None
