@@ -8,6 +8,8 @@ there is executed or unpickled.
 import os
 
 import tensorflow as tf
+from google.protobuf import message
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 import params as params_lib
 from network.diffwave import DiffWave
@@ -56,12 +58,11 @@ def restore(checkpoint, **objects):
     Raises UserError, keeping nothing half-loaded in a network, unless every network's weights
     match the checkpoint's in number, name and shape.
     """
-    saved = _list_variables(checkpoint)
+    graph = _object_graph(checkpoint)
     mismatch = f"{checkpoint} holds a network that does not match params.json"
     for role, network in objects.items():
         if isinstance(network, DiffWave):
-            count = sum(name.startswith(role + "/") and name.endswith(".ATTRIBUTES/VARIABLE_VALUE")
-                        for name, _ in saved)
+            count = _saved_variables(graph, role)
             if count != len(network.weights):
                 raise UserError(f"{mismatch} ({count} {role} weights saved, "
                                 f"{len(network.weights)} expected); use the params.json it was "
@@ -74,9 +75,28 @@ def restore(checkpoint, **objects):
                         "trained with, or a new --model_dir") from None
 
 
-def _list_variables(checkpoint):
+def _object_graph(checkpoint):
+    """The checkpoint's object graph: what was saved under which attribute."""
     try:
-        return tf.train.list_variables(checkpoint)
-    except (IndexError, ValueError, tf.errors.OpError) as error:
+        serialized = tf.train.load_checkpoint(checkpoint).get_tensor(
+            "_CHECKPOINTABLE_OBJECT_GRAPH")
+        graph = trackable_object_graph_pb2.TrackableObjectGraph()
+        graph.ParseFromString(serialized)
+        return graph
+    except (IndexError, ValueError, tf.errors.OpError, message.DecodeError) as error:
         raise UserError(f"cannot read checkpoint {checkpoint} ({first_line(error)[:200]}); it "
                         "may be truncated: pick another with --checkpoint") from None
+
+
+def _saved_variables(graph, role):
+    """How many variables hang below the root's child `role` (a variable reached by two paths,
+    as the optimizer also references the model's, is saved once but counted here too)."""
+    children = [child.node_id for child in graph.nodes[0].children if child.local_name == role]
+    seen = set()
+    while children:
+        node = children.pop()
+        if node not in seen:
+            seen.add(node)
+            children.extend(child.node_id for child in graph.nodes[node].children)
+    return sum(any(attribute.name == "VARIABLE_VALUE" for attribute in graph.nodes[node].attributes)
+               for node in seen)

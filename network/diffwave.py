@@ -16,7 +16,11 @@ SINUSOID_CHANNELS = 128
 
 
 def step_sinusoids(steps):
-    """Sinusoidal encoding of diffusion steps, defined for fractional steps too.
+    """Sinusoidal encoding of diffusion steps, interpolated linearly between integer steps.
+
+    The highest frequencies turn by thousands of radians per step, so the encoding of a
+    fractional step would be unlike any the network trained on; the fast sampler's fractional
+    steps instead get a blend of their two neighbours' encodings (as in DiffWave).
 
     Args:
       steps: float [batch].
@@ -25,8 +29,15 @@ def step_sinusoids(steps):
     """
     half = SINUSOID_CHANNELS // 2
     frequencies = tf.constant(10.0 ** (np.arange(half) * 4.0 / (half - 1)), tf.float32)
-    angles = tf.cast(steps, tf.float32)[:, None] * frequencies[None, :]
-    return tf.concat([tf.sin(angles), tf.cos(angles)], axis=1)
+
+    def encode(integer_steps):
+        angles = integer_steps[:, None] * frequencies[None, :]
+        return tf.concat([tf.sin(angles), tf.cos(angles)], axis=1)
+
+    steps = tf.cast(steps, tf.float32)
+    low = tf.floor(steps)
+    weight = (steps - low)[:, None]
+    return (1 - weight) * encode(low) + weight * encode(low + 1)
 
 
 class StepEmbedding(keras.layers.Layer):

@@ -55,11 +55,6 @@ def test_inspect_errors_are_one_line_without_traceback(tmp_path, args, message):
     assert result.stdout == ""
 
 
-def test_generate_says_it_is_not_implemented_yet():
-    result = run("generate.py")
-    assert result.returncode != 0 and "not implemented yet" in result.stderr
-
-
 def test_ci_runs_exactly_the_readme_test_command():
     with open(os.path.join(ROOT, ".ci", "run")) as f:
         ci_command = re.search(r"^TEST_COMMAND='(.+)'$", f.read(), re.M).group(1)

@@ -1,0 +1,122 @@
+"""generate.py end to end, on a tiny model trained for 30 steps."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile
+
+from test_cli import run
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("generate")
+    result = run("train.py", "--preset=tiny", "--synthetic_tones=32", "--max_steps=30",
+                 f"--model_dir={workspace / 'model'}", f"--cache_dir={workspace / 'cache'}")
+    assert result.returncode == 0, result.stderr
+    return workspace / "model"
+
+
+def generate(model_dir, output_dir, *flags):
+    return run("generate.py", f"--model_dir={model_dir}", f"--output_dir={output_dir}", *flags)
+
+
+def written(result):
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stdout.splitlines() if line.endswith(".wav")]
+
+
+def read_all(paths):
+    return [soundfile.read(path, dtype="float32") for path in paths]
+
+
+def test_writes_clips_of_exact_length_and_repeats_byte_for_byte(model_dir, tmp_path):
+    flags = ["--seconds=3", "--num_samples=2", "--sampler=fast", "--seed=4"]
+    first = written(generate(model_dir, tmp_path / "a", *flags))
+    assert len(first) == 2 and all(os.path.dirname(p) == str(tmp_path / "a") for p in first)
+    for audio, rate in read_all(first):
+        assert rate == 7350 and audio.shape == (3 * 7350,)
+        assert np.isfinite(audio).all() and np.abs(audio).max() <= 1
+    assert soundfile.info(first[0]).subtype == "PCM_16"
+    again = written(generate(model_dir, tmp_path / "b", *flags))
+    for one, other in zip(first, again):
+        with open(one, "rb") as a, open(other, "rb") as b:
+            assert a.read() == b.read()
+    other_seed = written(generate(model_dir, tmp_path / "c", *flags[:-1], "--seed=5"))
+    assert not np.array_equal(read_all(other_seed)[0][0], read_all(first)[0][0])
+
+
+def test_clip_does_not_depend_on_batching_or_windowing(model_dir, tmp_path):
+    alone = written(generate(model_dir, tmp_path / "alone", "--samples=3000", "--num_samples=2"))
+    together = written(generate(model_dir, tmp_path / "together", "--samples=3000",
+                                "--num_samples=2", "--batch_size=2", "--window=700"))
+    for (one, _), (other, _) in zip(read_all(alone), read_all(together)):
+        np.testing.assert_allclose(one, other, atol=2 / 32768)  # one 16-bit step of rounding
+
+
+@pytest.mark.parametrize("flags, rate, length", [
+    (["--output_rate=22050", "--seconds=1.5"], 22050, 33075),
+    (["--output_rate=44100", "--samples=1000", "--sampler=ddim", "--steps=5"], 44100, 1000),
+    (["--seconds=0.5", "--sampler=ddpm", "--clip_x0", "--no_ema"], 7350, 3675),
+])
+def test_rates_lengths_and_samplers(model_dir, tmp_path, flags, rate, length):
+    [(audio, file_rate)] = read_all(written(generate(model_dir, tmp_path, *flags)))
+    assert file_rate == rate and audio.shape == (length,) and np.isfinite(audio).all()
+
+
+def break_architecture(model_dir, tmp_path):
+    broken = tmp_path / "broken"
+    os.makedirs(broken)
+    os.symlink(model_dir / "checkpoints", broken / "checkpoints")
+    with open(model_dir / "params.json") as f:
+        values = json.load(f)
+    values["residual_channels"] = 8
+    with open(broken / "params.json", "w") as f:
+        json.dump(values, f)
+    return broken
+
+
+def params_only(model_dir, tmp_path):
+    os.makedirs(tmp_path / "untrained")
+    with open(model_dir / "params.json") as f, open(tmp_path / "untrained/params.json", "w") as g:
+        g.write(f.read())
+    return tmp_path / "untrained"
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing model dir", "is not a folder"),
+    ("empty model dir", "has no params.json"),
+    ("no checkpoint", "has no checkpoint yet"),
+    ("other architecture", "does not match params.json"),
+    ("zero seconds", "--seconds must be > 0"),
+    ("too many ddim steps", "--steps=51: ddim needs 1 to 50"),
+    ("fast beta outside training", "fast schedule beta 0.99"),
+    ("output under a file", "cannot be written"),
+    ("steps with fast", "--steps applies to --sampler=ddim"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(model_dir, tmp_path, case, expected):
+    output_dir = tmp_path / "out"
+    flags = {"missing model dir": [f"--model_dir={tmp_path / 'nothing'}"],
+             "empty model dir": [f"--model_dir={tmp_path}"],
+             "no checkpoint": [f"--model_dir={params_only(model_dir, tmp_path)}"]
+             if case == "no checkpoint" else [],
+             "other architecture": [f"--model_dir={break_architecture(model_dir, tmp_path)}"]
+             if case == "other architecture" else [],
+             "zero seconds": ["--seconds=0"],
+             "too many ddim steps": ["--sampler=ddim", "--steps=51"],
+             "fast beta outside training": ["--fast_schedule=1e-4,0.99,0.99"],
+             "output under a file": [],
+             "steps with fast": ["--steps=4"]}[case]
+    if case == "output under a file":
+        (tmp_path / "a_file").write_text("")
+        output_dir = tmp_path / "a_file" / "out"
+    length = [] if case == "zero seconds" else ["--seconds=1"]
+    result = run("generate.py", f"--model_dir={model_dir}", *flags, *length,
+                 f"--output_dir={output_dir}")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(output_dir)

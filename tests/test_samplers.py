@@ -1,0 +1,148 @@
+"""Sampler plans, fractional steps, x0 clipping, windowed evaluation and per-example noise."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import params as params_lib
+from diffusion import Diffusion, beta_schedule, samplers
+from network import DiffWave
+from network.diffwave import step_sinusoids
+from params import UserError
+
+
+@pytest.fixture(scope="module")
+def diffusion():
+    return Diffusion(beta_schedule("linear", 50, 1e-4, 0.05))
+
+
+def random_model(seed=0):
+    """A fixed noise predictor that depends on x and t, for checking sampler algebra."""
+    def model(x, t):
+        return tf.sin(3 * x + tf.reshape(t, [-1] + [1] * (len(x.shape) - 1)) / 7 + seed)
+    return model
+
+
+def test_step_embedding_is_exact_at_integers_and_blends_between_them():
+    integers = step_sinusoids(tf.constant([0.0, 3.0, 49.0])).numpy()
+    frequencies = (10.0 ** (np.arange(64) * 4.0 / 63)).astype(np.float32)
+    # Angles rounded to float32 as the network's are, then sines in float64.
+    angles = (np.float32([0.0, 3.0, 49.0])[:, None] * frequencies).astype(np.float64)
+    np.testing.assert_allclose(integers, np.concatenate([np.sin(angles), np.cos(angles)], 1),
+                               atol=1e-4)
+    blended = step_sinusoids(tf.constant([3.25])).numpy()
+    neighbours = step_sinusoids(tf.constant([3.0, 4.0])).numpy()
+    np.testing.assert_allclose(blended[0], 0.75 * neighbours[0] + 0.25 * neighbours[1],
+                               atol=1e-6)
+
+
+def test_fractional_steps_match_noise_levels(diffusion):
+    trained = diffusion.alpha_bars64
+    midway = ((np.sqrt(trained[10]) + np.sqrt(trained[11])) / 2) ** 2
+    steps = diffusion.fractional_steps([trained[0], trained[7], midway, trained[-1]])
+    np.testing.assert_allclose(steps, [0, 7, 10.5, 49], atol=1e-9)
+    outside = diffusion.fractional_steps([1.0, trained[-1] / 2])
+    assert np.isnan(outside).all()
+
+
+@pytest.mark.parametrize("preset", ["tiny", "base", "large"])
+def test_default_fast_schedule_fits_every_preset(preset):
+    steps = [step.model_step for step in
+             samplers.fast_plan(Diffusion.from_params(params_lib.preset(preset)))]
+    assert len(steps) == len(samplers.FAST_SCHEDULE)
+    assert steps[-1] == pytest.approx(0) and np.all(np.diff(steps) < 0)  # noisiest first
+
+
+def test_fast_schedule_outside_training_range_names_the_beta(diffusion):
+    with pytest.raises(UserError, match=r"beta 0\.9 \(step 3 of 3\)"):
+        samplers.fast_plan(diffusion, [1e-4, 0.2, 0.9])
+    with pytest.raises(UserError, match="1.5 does not"):
+        samplers.fast_plan(diffusion, [1e-4, 1.5])
+
+
+def test_fast_on_the_training_schedule_is_ddpm(diffusion):
+    shape = [3, 40, 1]
+    fast = samplers.run(samplers.fast_plan(diffusion, diffusion.betas64), random_model(), shape,
+                        samplers.batch_noise(5))
+    ddpm = samplers.run(samplers.ddpm_plan(diffusion), random_model(), shape,
+                        samplers.batch_noise(5))
+    np.testing.assert_allclose(fast.numpy(), ddpm.numpy(), atol=1e-5)
+
+
+def test_ddim_step_count_is_checked(diffusion):
+    assert len(samplers.ddim_plan(diffusion, 50)) == 50
+    assert [step.index for step in samplers.ddim_plan(diffusion, 3)] == [49, 24, 0]
+    for bad in (0, 51):
+        with pytest.raises(UserError, match=f"--steps={bad}: ddim needs 1 to 50"):
+            samplers.ddim_plan(diffusion, bad)
+
+
+def test_ddim_eta_zero_is_deterministic_given_x_T(diffusion):
+    plan = samplers.ddim_plan(diffusion, 10)
+    first_noise = samplers.batch_noise(1)
+    x_T = first_noise(0, [2, 16])
+
+    def same_start_other_noise(index, shape):
+        return x_T if index == 0 else tf.random.normal(shape)
+    a = samplers.run(plan, random_model(), [2, 16], lambda index, shape: x_T if index == 0
+                     else tf.zeros(shape))
+    b = samplers.run(plan, random_model(), [2, 16], same_start_other_noise)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+
+
+def test_clipped_x0_lies_in_range_and_in_range_x0_is_untouched(diffusion):
+    t = tf.constant([5, 30])
+    x_t = tf.random.stateless_normal([2, 64, 1], [1, 2]) * 3
+    eps = tf.random.stateless_normal([2, 64, 1], [3, 4])
+    clipped = diffusion.predict_x0(x_t, t, diffusion.clip_x0(x_t, t, eps)).numpy()
+    assert np.abs(clipped).max() <= 1 + 1e-4 and np.abs(
+        diffusion.predict_x0(x_t, t, eps).numpy()).max() > 1.5
+    x0 = tf.random.stateless_uniform([2, 64, 1], [5, 6], -0.9, 0.9)
+    x_t = diffusion.q_sample(x0, t, eps)
+    np.testing.assert_allclose(diffusion.clip_x0(x_t, t, eps).numpy(), eps.numpy(), atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def network():
+    """A tiny DiffWave with every weight random (the output layer too), as a tf.function."""
+    params = params_lib.preset("tiny", residual_layers=6, dilation_cycle=3)
+    model = DiffWave(params).build_for()
+    for index, weight in enumerate(model.weights):
+        weight.assign(tf.random.stateless_normal(weight.shape, [index, 0]) * 0.3)
+    return model, tf.function(lambda audio, steps: model((audio, steps)),
+                              reduce_retracing=True)
+
+
+def test_windowed_equals_whole_with_the_receptive_field_halo(network):
+    model, function = network
+    halo = (model.receptive_field - 1) // 2
+    audio = tf.random.stateless_normal([2, 1000, 1], [7, 7])
+    steps = tf.constant([3.0, 20.5])
+    whole = function(audio, steps).numpy()
+    calls = []
+    windowed = samplers.windowed(function, 128, halo, lambda done, total: calls.append(total))
+    np.testing.assert_allclose(windowed(audio, steps).numpy(), whole, atol=1e-4)
+    assert len(calls) == 8  # ceil(1000 / 128) windows, each reported
+    short_halo = samplers.windowed(function, 128, halo // 4)
+    assert np.abs(short_halo(audio, steps).numpy() - whole).max() > 1e-3
+
+
+def test_chunked_sampling_equals_unchunked_sampling(network):
+    model, function = network
+    halo = (model.receptive_field - 1) // 2
+    plan = samplers.fast_plan(Diffusion.from_params(params_lib.preset("tiny")))
+    shape = [2, 700, 1]
+    whole = samplers.run(plan, function, shape, samplers.example_noise(3, 0), clip_x0=True)
+    chunked = samplers.run(plan, samplers.windowed(function, 100, halo), shape,
+                           samplers.example_noise(3, 0), clip_x0=True)
+    assert np.isfinite(whole.numpy()).all()
+    np.testing.assert_allclose(chunked.numpy(), whole.numpy(), atol=1e-4)
+
+
+def test_example_noise_does_not_depend_on_the_batch():
+    alone = samplers.example_noise(11, 2)(4, [1, 50, 1]).numpy()
+    batched = samplers.example_noise(11, 0)(4, [3, 50, 1]).numpy()
+    np.testing.assert_array_equal(batched[2], alone[0])
+    assert not np.allclose(batched[0], batched[1])
+    other_seed = samplers.example_noise(12, 2)(4, [1, 50, 1]).numpy()
+    assert not np.allclose(other_seed, alone)
