@@ -18,7 +18,6 @@ from absl import app, flags
 import data  # noqa: F401  first: it quiets TensorFlow's start-up logging
 import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from data.audio_files import resample  # noqa: E402
 from diffusion import Diffusion, samplers  # noqa: E402
@@ -157,16 +156,11 @@ def generate():
     checkpoint = checkpoints.find_checkpoint(FLAGS.model_dir, FLAGS.checkpoint)
     model = checkpoints.load_model(params, checkpoint, ema=not FLAGS.no_ema)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, 1]), tf.TensorSpec([None])])
-    def network(audio, steps):
-        return model((audio, steps))
-
     batches = math.ceil(FLAGS.num_samples / FLAGS.batch_size)
     progress = Progress(f"{FLAGS.num_samples} x {output_samples / output_rate:g} s, "
                         f"{FLAGS.sampler}", batches, len(plan),
                         math.ceil(model_samples / FLAGS.window))
-    windowed = samplers.windowed(network, FLAGS.window, (model.receptive_field - 1) // 2,
-                                 progress.advance)
+    windowed = samplers.windowed_network(model, FLAGS.window, progress.advance)
     started = time.perf_counter()
     for first in range(0, FLAGS.num_samples, FLAGS.batch_size):
         count = min(FLAGS.batch_size, FLAGS.num_samples - first)

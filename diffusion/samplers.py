@@ -152,3 +152,12 @@ def windowed(model, window, halo, on_window=None):
                 on_window(number, count)
         return tf.concat(pieces, axis=1)
     return evaluate
+
+
+def windowed_network(network, window, on_window=None):
+    """A DiffWave as the samplers' model(x_t, t), evaluated in windows of `window` samples with
+    the halo its receptive field needs; one traced graph serves every window length."""
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 1]), tf.TensorSpec([None])])
+    def model(audio, steps):
+        return network((audio, steps))
+    return windowed(model, window, (network.receptive_field - 1) // 2, on_window)
