@@ -166,9 +166,10 @@ def generate():
         count = min(FLAGS.batch_size, FLAGS.num_samples - first)
         audio = samplers.run(plan, windowed, [count, model_samples, 1],
                              samplers.example_noise(FLAGS.seed, first), FLAGS.clip_x0)
-        audio = np.clip(audio.numpy()[..., 0], -1.0, 1.0)
-        for offset, clip in enumerate(audio):
-            clip = resample(clip, params.sample_rate, output_rate)[:output_samples]
+        for offset, clip in enumerate(audio.numpy()[..., 0]):
+            # Clipped after resampling, whose filter can overshoot: 16-bit WAV must stay in +-1.
+            clip = np.clip(resample(clip, params.sample_rate, output_rate)[:output_samples],
+                           -1.0, 1.0)
             path = os.path.join(FLAGS.output_dir,
                                 f"{FLAGS.sampler}_seed{FLAGS.seed}_{first + offset:03d}.wav")
             write_wav(path, clip, output_rate)
