@@ -52,29 +52,46 @@ class StepEmbedding(keras.layers.Layer):
         return self.second(self.first(step_sinusoids(steps)))
 
 
+def convolve(layer, x):
+    """A Keras Conv1D layer's convolution as tf.nn.conv1d + bias_add + activation: on CPU
+    TensorFlow fuses that sequence into one oneDNN kernel, which it does not for the ops
+    Keras emits (1.6x faster network). x: [batch, time, in]; returns [batch, time, out]."""
+    y = tf.nn.conv1d(x, layer.kernel, 1, layer.padding.upper(), dilations=layer.dilation_rate[0])
+    return layer.activation(tf.nn.bias_add(y, layer.bias))
+
+
 class ResidualLayer(keras.layers.Layer):
     """One gated, dilated residual layer.
 
-    x + projected step embedding -> dilated conv (kernel 3) to 2C -> tanh(first C) *
-    sigmoid(second C) -> 1x1 conv to 2C -> (residual, skip); returns ((x + residual)/sqrt 2,
-    skip).
+    y = x + projected step embedding; the paper's dilated conv (kernel 3) to 2C channels split
+    into a tanh half and a sigmoid half, tanh(conv_f(y)) * sigmoid(conv_g(y)); its 1x1 conv to
+    2C split into residual and skip halves. Returns ((x + residual) / sqrt 2, skip).
+
+    Each half is its own C-channel convolution: the same arithmetic as slicing a 2C output,
+    without the slicing copies, and each fuses with its bias and activation.
     """
 
     def __init__(self, channels, dilation, **kwargs):
         super().__init__(**kwargs)
-        self.channels = channels
         self.step_projection = keras.layers.Dense(channels)
-        self.dilated_conv = keras.layers.Conv1D(2 * channels, 3, padding="same",
-                                                dilation_rate=dilation)
-        self.output_projection = keras.layers.Conv1D(2 * channels, 1)
+        conv = lambda activation: keras.layers.Conv1D(  # noqa: E731
+            channels, 3, padding="same", dilation_rate=dilation, activation=activation)
+        self.filter_conv, self.gate_conv = conv("tanh"), conv("sigmoid")
+        self.residual_projection = keras.layers.Conv1D(channels, 1)
+        self.skip_projection = keras.layers.Conv1D(channels, 1)
+
+    def build(self, x_shape, embedding_shape):
+        self.step_projection.build(embedding_shape)
+        for conv in (self.filter_conv, self.gate_conv, self.residual_projection,
+                     self.skip_projection):
+            conv.build(x_shape)
 
     def call(self, x, embedding):
         """x: [batch, time, C]; embedding: [batch, E]. Returns two [batch, time, C]."""
-        y = self.dilated_conv(x + self.step_projection(embedding)[:, None, :])
-        filter_, gate = y[..., :self.channels], y[..., self.channels:]
-        y = self.output_projection(tf.tanh(filter_) * tf.sigmoid(gate))
-        residual, skip = y[..., :self.channels], y[..., self.channels:]
-        return (x + residual) / math.sqrt(2.0), skip
+        y = x + self.step_projection(embedding)[:, None, :]
+        gated = convolve(self.filter_conv, y) * convolve(self.gate_conv, y)
+        residual = convolve(self.residual_projection, gated)
+        return (x + residual) / math.sqrt(2.0), convolve(self.skip_projection, gated)
 
 
 class DiffWave(keras.Model):

@@ -4,6 +4,7 @@ import tensorflow as tf
 
 import params as params_lib
 from network import DiffWave
+from network.diffwave import ResidualLayer
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +44,31 @@ def test_parameter_count_grows_with_channels(tiny):
     small = DiffWave(tiny).build_for().count_params()
     wider = DiffWave(params_lib.preset("tiny", residual_channels=32)).build_for().count_params()
     assert wider > 2 * small
+
+
+def test_residual_layer_matches_a_numpy_reference():
+    """The paper's layer written out in numpy with one 2C-channel dilated conv whose output is
+    split into tanh and sigmoid halves, and one 1x1 conv split into residual and skip."""
+    channels, dilation, time = 4, 2, 11
+    layer = ResidualLayer(channels, dilation)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, time, channels)).astype(np.float32)
+    embedding = rng.normal(size=(1, 6)).astype(np.float32)
+    layer(tf.constant(x), tf.constant(embedding))
+    for weight in layer.weights:
+        weight.assign(rng.normal(size=weight.shape).astype(np.float32) * 0.5)
+    residual, skip = [out.numpy()[0] for out in layer(tf.constant(x), tf.constant(embedding))]
+
+    dense = layer.step_projection
+    y = x[0] + embedding @ dense.kernel.numpy() + dense.bias.numpy()
+    kernel = np.concatenate([layer.filter_conv.kernel.numpy(), layer.gate_conv.kernel.numpy()], 2)
+    bias = np.concatenate([layer.filter_conv.bias.numpy(), layer.gate_conv.bias.numpy()])
+    padded = np.pad(y, [(dilation, dilation), (0, 0)])
+    conv = bias + sum(padded[tap * dilation:tap * dilation + time] @ kernel[tap] for tap in range(3))
+    gated = np.tanh(conv[:, :channels]) / (1 + np.exp(-conv[:, channels:]))
+    projection = np.concatenate([layer.residual_projection.kernel.numpy()[0],
+                                 layer.skip_projection.kernel.numpy()[0]], 1)
+    out = gated @ projection + np.concatenate([layer.residual_projection.bias.numpy(),
+                                               layer.skip_projection.bias.numpy()])
+    np.testing.assert_allclose(residual, (x[0] + out[:, :channels]) / np.sqrt(2), atol=1e-5)
+    np.testing.assert_allclose(skip, out[:, channels:], atol=1e-5)
