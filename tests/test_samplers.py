@@ -79,15 +79,16 @@ def test_ddim_step_count_is_checked(diffusion):
 
 def test_ddim_eta_zero_is_deterministic_given_x_T(diffusion):
     plan = samplers.ddim_plan(diffusion, 10)
-    first_noise = samplers.batch_noise(1)
-    x_T = first_noise(0, [2, 16])
+    x_T = tf.random.stateless_normal([2, 16], [1, 1])
 
-    def same_start_other_noise(index, shape):
-        return x_T if index == 0 else tf.random.normal(shape)
-    a = samplers.run(plan, random_model(), [2, 16], lambda index, shape: x_T if index == 0
-                     else tf.zeros(shape))
-    b = samplers.run(plan, random_model(), [2, 16], same_start_other_noise)
+    def noise(seed):
+        return lambda index, shape: x_T if index == 0 else tf.random.stateless_normal(
+            shape, [seed, index])
+    a, b = (samplers.run(plan, random_model(), [2, 16], noise(seed)) for seed in (1, 2))
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    stochastic = samplers.ddim_plan(diffusion, 10, eta=1.0)
+    c, d = (samplers.run(stochastic, random_model(), [2, 16], noise(seed)) for seed in (1, 2))
+    assert np.abs(c.numpy() - d.numpy()).max() > 1e-2
 
 
 def test_clipped_x0_lies_in_range_and_in_range_x0_is_untouched(diffusion):
