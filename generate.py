@@ -22,7 +22,7 @@ import soundfile  # noqa: E402
 from data.audio_files import resample  # noqa: E402
 from diffusion import Diffusion, samplers  # noqa: E402
 from network import checkpoints  # noqa: E402
-from params import UserError  # noqa: E402
+from params import UserError, parse_flags  # noqa: E402
 
 flags.DEFINE_string("model_dir", "runs/default", "The --model_dir that train.py wrote.")
 flags.DEFINE_string("checkpoint", None, "A checkpoint to use instead of the latest: a path "
@@ -180,9 +180,7 @@ def generate():
           f"({seconds / audio_seconds:.3f} s per audio second) from {checkpoint}", file=sys.stderr)
 
 
-def main(argv):
-    if len(argv) > 1:
-        sys.exit(f"error: unexpected arguments {argv[1:]}; flags look like --seconds=30")
+def main(_):
     try:
         generate()
     except UserError as error:
@@ -192,4 +190,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -25,12 +25,25 @@ import dataclasses
 import json
 import math
 import os
+import sys
 
 from absl import flags
 
 
 class UserError(Exception):
     """A problem the user can fix (a flag, a file, a folder); shown as one line, no traceback."""
+
+
+def parse_flags(argv):
+    """absl's flag parsing with every mistake reported in one line; for
+    `app.run(main, flags_parser=parse_flags)`. Returns argv without the flags."""
+    try:
+        remaining = flags.FLAGS(argv)
+    except flags.Error as error:
+        sys.exit(f"error: {error}; --helpshort lists the flags")
+    if len(remaining) > 1:
+        sys.exit(f"error: unexpected arguments {remaining[1:]}; flags look like --name=value")
+    return remaining
 
 
 def first_line(error):

@@ -206,9 +206,7 @@ class Trainer:
             self.writer.flush()
 
 
-def main(argv):
-    if len(argv) > 1:
-        sys.exit(f"error: unexpected arguments {argv[1:]}; flags look like --max_steps=100")
+def main(_):
     model_dir = FLAGS.model_dir
     try:
         for name in ("max_steps", "checkpoint_every", "log_every", "sample_every"):
@@ -230,4 +228,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=params_lib.parse_flags)

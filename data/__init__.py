@@ -2,9 +2,31 @@
 
 import os
 
-# Quiets part of TensorFlow's C++ start-up chatter (CPU feature notes) that buries our own
-# messages; users who want it can still set the variable themselves.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _import_tensorflow_quietly():
+    """Imports TensorFlow and finds its devices with file descriptor 2 sent to /dev/null.
+
+    TensorFlow 2.21 prints start-up lines from C++ (oneDNN, CUDA probing) that
+    TF_CPP_MIN_LOG_LEVEL no longer silences; they would bury our one-line messages. Setting
+    TF_CPP_MIN_LOG_LEVEL yourself (e.g. to 0) shows them again.
+    """
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        import tensorflow  # noqa: F401
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        import tensorflow
+        tensorflow.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+_import_tensorflow_quietly()
 
 from absl import flags  # noqa: E402
 

@@ -19,9 +19,7 @@ params_lib.define_flags()
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-    if len(argv) > 1:
-        sys.exit(f"error: unexpected arguments {argv[1:]}; flags look like --data_dir=DIR")
+def main(_):
     try:
         params = params_lib.from_flags(FLAGS)
         prepared = data.prepare(params, FLAGS.data_dir, FLAGS.cache_dir)
@@ -31,4 +29,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=params_lib.parse_flags)
