@@ -3,7 +3,8 @@
   python train.py --preset=tiny                                   # the demo, a minute on a CPU
   python train.py --data_dir=/path/to/genres_original --model_dir=runs/gtzan
 
-Re-running the same command resumes from the latest checkpoint in --model_dir. TensorBoard:
+Re-running the same command resumes from the latest checkpoint in --model_dir; Ctrl-C or
+SIGTERM saves one first. TensorBoard:
 `tensorboard --logdir=MODEL_DIR` shows train/val loss, learning rate, gradient norm,
 throughput, and generated clips (audio and spectrograms) beside real ones.
 """
@@ -11,6 +12,7 @@ throughput, and generated clips (audio and spectrograms) beside real ones.
 import dataclasses
 import math
 import os
+import signal
 import sys
 import time
 
@@ -87,6 +89,15 @@ def spectrogram_images(audio):
     return tf.reverse(tf.transpose(image, [0, 2, 1]), axis=[1])[..., None]  # low notes below
 
 
+class Stopped(Exception):
+    """A signal ended training; the step reached is in the checkpoint named."""
+
+    def __init__(self, signal_number, step, checkpoint):
+        super().__init__(f"stopped by {signal.Signals(signal_number).name} at step {step}; saved "
+                         f"{checkpoint}; re-run the same command to resume")
+        self.exit_code = 128 + signal_number  # what a shell reports for a signal
+
+
 class Trainer:
     """Owns model, EMA copy, optimiser, checkpoints and summaries for one --model_dir."""
 
@@ -161,6 +172,18 @@ class Trainer:
         logging.info("saved %s", path)
 
     def train(self, max_steps, seed):
+        """Trains to max_steps. SIGINT and SIGTERM end the run after the current step, which is
+        saved first (raises Stopped)."""
+        signals = []
+        handlers = {number: signal.signal(number, lambda received, _: signals.append(received))
+                    for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._train(max_steps, seed, signals)
+        finally:
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
+
+    def _train(self, max_steps, seed, signals):
         start = self.restore()
         if start:
             print(f"resuming from step {start} ({self.manager.latest_checkpoint})", flush=True)
@@ -204,6 +227,10 @@ class Trainer:
             if step % FLAGS.sample_every == 0 or last:
                 self.write_samples(step, batch)
             self.writer.flush()
+            if signals:
+                if step % FLAGS.checkpoint_every and not last:
+                    self.save()
+                raise Stopped(signals[0], step, self.manager.latest_checkpoint)
 
 
 def main(_):
@@ -223,6 +250,9 @@ def main(_):
         Trainer(params, prepared, model_dir).train(FLAGS.max_steps, FLAGS.seed)
     except params_lib.UserError as error:
         sys.exit(f"error: {error}")
+    except Stopped as stop:
+        print(stop, file=sys.stderr)
+        sys.exit(stop.exit_code)
     except KeyboardInterrupt:
         sys.exit("interrupted; re-run the same command to resume from the last checkpoint")
 

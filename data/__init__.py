@@ -14,6 +14,8 @@ def _import_tensorflow_quietly():
     if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
         import tensorflow  # noqa: F401
         return
+    import logging  # TensorFlow's Python-side INFO lines too (one per checkpoint write)
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
