@@ -17,9 +17,8 @@ from absl import app, flags
 
 import data  # noqa: F401  first: it quiets TensorFlow's start-up logging
 import numpy as np  # noqa: E402
-import soundfile  # noqa: E402
 
-from data.audio_files import resample  # noqa: E402
+from data.audio_files import resample, write_wav  # noqa: E402
 from diffusion import Diffusion, samplers  # noqa: E402
 from network import checkpoints  # noqa: E402
 from params import UserError, parse_flags  # noqa: E402
@@ -128,18 +127,6 @@ def check_output_dir(path):
         raise UserError(f"--output_dir={path} cannot be written ({existing} is "
                         f"{'not a folder' if not os.path.isdir(existing) else 'read-only'}); "
                         "choose another --output_dir")
-
-
-def write_wav(path, audio, rate):
-    """16-bit WAV written under a temporary name and renamed: never a truncated file at path."""
-    temporary = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
-        soundfile.write(temporary, audio, rate, subtype="PCM_16", format="WAV")
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def generate():

@@ -242,6 +242,9 @@ def main(_):
         if os.path.exists(model_dir) and not os.path.isdir(model_dir):
             raise params_lib.UserError(f"--model_dir={model_dir} is a file; give a folder")
         params = resolve_params(model_dir)
+        latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+        if latest:  # refuse a broken or foreign checkpoint before minutes of preprocessing
+            checkpoints.load_model(params, latest)
         prepared = data.prepare(params, FLAGS.data_dir, FLAGS.cache_dir)
         check_schedule(Diffusion.from_params(params), prepared.manifest["train_variance"])
         keras.utils.set_random_seed(FLAGS.seed)

@@ -3,20 +3,18 @@
 import os
 
 
-
 def _import_tensorflow_quietly():
     """Imports TensorFlow and finds its devices with file descriptor 2 sent to /dev/null.
 
     TensorFlow 2.21 prints start-up lines from C++ (oneDNN, CUDA probing) that
-    TF_CPP_MIN_LOG_LEVEL no longer silences; they would bury our one-line messages. Setting
-    TF_CPP_MIN_LOG_LEVEL yourself (e.g. to 0) shows them again.
+    TF_CPP_MIN_LOG_LEVEL no longer silences; they would bury our one-line messages.
+    TF_CPP_MIN_LOG_LEVEL=0 shows them again.
     """
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    if os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2") == "0":
         import tensorflow  # noqa: F401
         return
     import logging  # TensorFlow's Python-side INFO lines too (one per checkpoint write)
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
     try:

@@ -148,3 +148,16 @@ def decode_with_soundfile(path, input_rate):
     # A matrix-vector product mixes to mono ~7x faster than mean(axis=1) on [time, 2].
     mono = audio @ np.full(audio.shape[1], 1.0 / audio.shape[1], np.float32)
     return resample(mono, rate, input_rate)
+
+
+def write_wav(path, audio, rate):
+    """float [time] in [-1, 1] -> 16-bit WAV at path, written under a temporary name and renamed,
+    so an interrupted write never leaves a truncated file at path."""
+    temporary = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        soundfile.write(temporary, audio, rate, subtype="PCM_16", format="WAV")
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)

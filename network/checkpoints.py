@@ -7,6 +7,7 @@ there is executed or unpickled.
 
 import os
 
+import numpy as np
 import tensorflow as tf
 from google.protobuf import message
 from tensorflow.core.protobuf import trackable_object_graph_pb2
@@ -49,6 +50,10 @@ def load_model(params, checkpoint, ema=True):
     """A DiffWave built from params with the EMA (or raw) weights of `checkpoint`."""
     model = DiffWave(params).build_for()
     restore(checkpoint, **{"ema" if ema else "model": model})
+    for weight in model.weights:
+        if not np.isfinite(weight.numpy()).all():
+            raise UserError(f"{checkpoint} holds NaN or infinite weights ({weight.path}); pick "
+                            "an earlier one with --checkpoint")
     return model
 
 

@@ -3,6 +3,7 @@ import struct
 
 import numpy as np
 import pytest
+import soundfile
 
 from conftest import tone, write_audio
 from data import audio_files
@@ -49,7 +50,6 @@ def test_other_formats_go_to_soundfile_and_decode_correctly(tmp_path, name, subt
 
 
 def test_mp3_when_libsndfile_supports_it(tmp_path):
-    import soundfile
     if "MP3" not in soundfile.available_formats():
         pytest.skip("this libsndfile cannot write MP3")
     path = write_audio(str(tmp_path / "a.mp3"), tone(2, RATE), RATE, subtype="MPEG_LAYER_III")
@@ -121,3 +121,23 @@ def test_resample_keeps_duration_and_pitch():
     assert len(out) == 2 * RATE
     spectrum = np.abs(np.fft.rfft(out))
     assert abs(np.argmax(spectrum) * RATE / len(out) - 1000.0) < 1.0
+
+
+def test_interrupted_wav_write_leaves_no_file(tmp_path, monkeypatch):
+    def write_half_then_die(path, audio, rate, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"RIFF\x00\x00")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(soundfile, "write", write_half_then_die)
+    target = tmp_path / "out" / "clip.wav"
+    with pytest.raises(KeyboardInterrupt):
+        audio_files.write_wav(str(target), tone(0.1, RATE), RATE)
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_wav_is_written_as_16_bit(tmp_path):
+    path = str(tmp_path / "clip.wav")
+    audio_files.write_wav(path, tone(0.5, RATE), RATE)
+    read, rate = soundfile.read(path, dtype="float32")
+    assert rate == RATE and soundfile.info(path).subtype == "PCM_16"
+    np.testing.assert_allclose(read, tone(0.5, RATE), atol=1 / 32767)

@@ -1,0 +1,119 @@
+"""Mistyped flags, odd paths and broken model dirs: one line on stderr saying what is wrong
+and what to do, a non-zero exit, and nothing written."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from test_cli import run
+from test_generate import model_dir  # noqa: F401  (the tiny model trained for 30 steps)
+
+
+def assert_one_line_refusal(result, expected):
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0
+    assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], \
+        result.stderr
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--preset=huge"], "unknown preset 'huge'"),
+    (["--batch_size=0"], "batch_size must be > 0"),
+    (["--residual_channels=-4"], "residual_channels must be > 0"),
+    (["--max_steps=-1"], "--max_steps must be > 0"),
+    (["--max_steps=ten"], "flag --max_steps=ten"),
+    (["--noise_steps=0"], "noise_steps must be > 0"),
+    (["--data_dir=/nonexistent/music"], "not an existing folder"),
+    (["--learning_rate=fast"], "flag --learning_rate=fast"),
+    (["--no_such_flag=1"], "Unknown command line flag 'no_such_flag'"),
+    (["stray_argument"], "unexpected arguments"),
+])
+def test_train_refuses_bad_flags_and_creates_no_model_dir(tmp_path, flags, expected):
+    target = tmp_path / "model"
+    result = run("train.py", "--preset=tiny", f"--model_dir={target}",
+                 f"--cache_dir={tmp_path / 'cache'}", *flags)
+    assert_one_line_refusal(result, expected)
+    assert not target.exists()
+
+
+def test_train_refuses_a_model_dir_that_is_a_file(tmp_path):
+    (tmp_path / "model").write_text("")
+    assert_one_line_refusal(run("train.py", "--preset=tiny", f"--model_dir={tmp_path / 'model'}"),
+                            "is a file")
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--sampler=magic"], "flag --sampler=magic"),
+    (["--seconds=ten"], "flag --seconds=ten"),
+    (["--seconds=-2"], "--seconds must be > 0"),
+    (["--num_samples=0"], "--num_samples must be > 0"),
+    (["--batch_size=-1"], "--batch_size must be > 0"),
+    (["--output_rate=-8000"], "--output_rate must be > 0"),
+    (["--fast_schedule=0.1,lots"], "--fast_schedule=0.1,lots: give numbers"),
+    (["--sampler=ddim", "--steps=0"], "--steps=0: ddim needs 1 to 50"),
+    (["--checkpoint=ckpt-999"], "--checkpoint=ckpt-999 not found"),
+])
+def test_generate_refuses_bad_flags_and_writes_nothing(model_dir, tmp_path, flags,  # noqa: F811
+                                                       expected):
+    output_dir = tmp_path / "out"
+    result = run("generate.py", f"--model_dir={model_dir}", f"--output_dir={output_dir}", *flags)
+    assert_one_line_refusal(result, expected)
+    assert not output_dir.exists()
+
+
+def copy_model(model_dir, tmp_path):  # noqa: F811
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    return copy
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda values: values.update(surprise=1), "unknown key"),
+    (lambda values: values.pop("residual_layers"), "missing"),
+    (lambda values: values.update(residual_layers="six"), "residual_layers"),
+])
+def test_broken_params_json_is_refused_by_both_commands(model_dir, tmp_path,  # noqa: F811
+                                                        change, expected):
+    copy = copy_model(model_dir, tmp_path)
+    values = json.loads((copy / "params.json").read_text())
+    change(values)
+    (copy / "params.json").write_text(json.dumps(values))
+    assert_one_line_refusal(run("generate.py", f"--model_dir={copy}",
+                                f"--output_dir={tmp_path / 'out'}"), expected)
+    assert_one_line_refusal(run("train.py", f"--model_dir={copy}", "--max_steps=40",
+                                f"--cache_dir={tmp_path / 'cache'}"), expected)
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_checkpoint_is_refused_by_both_commands(model_dir, tmp_path):  # noqa: F811
+    copy = copy_model(model_dir, tmp_path)
+    [data_file] = (copy / "checkpoints").glob("ckpt-30.data-*")
+    data_file.write_bytes(data_file.read_bytes()[:1000])
+    assert_one_line_refusal(run("generate.py", f"--model_dir={copy}",
+                                f"--output_dir={tmp_path / 'out'}"), "ckpt-30")
+    assert_one_line_refusal(run("train.py", f"--model_dir={copy}", "--max_steps=40",
+                                f"--cache_dir={tmp_path / 'cache'}"), "ckpt-30")
+    assert not (tmp_path / "out").exists()
+
+
+def test_checkpoint_with_nan_weights_generates_nothing(model_dir, tmp_path):  # noqa: F811
+    copy = copy_model(model_dir, tmp_path)
+    prefix = str(copy / "checkpoints" / "ckpt-30")
+    # Rewrite the checkpoint with one EMA weight poisoned, through the same object graph.
+    import params as params_lib
+    from network import DiffWave
+    params = params_lib.Params.load(str(copy / "params.json"))
+    ema, model = DiffWave(params).build_for(), DiffWave(params).build_for()
+    tf.train.Checkpoint(ema=ema, model=model).restore(prefix).expect_partial()
+    poisoned = ema.residual_layers[0].filter_conv.kernel
+    poisoned.assign(np.full(poisoned.shape, np.nan, np.float32))
+    shutil.rmtree(copy / "checkpoints")
+    tf.train.CheckpointManager(tf.train.Checkpoint(ema=ema, model=model),
+                               str(copy / "checkpoints"), 1).save(checkpoint_number=30)
+    result = run("generate.py", f"--model_dir={copy}", f"--output_dir={tmp_path / 'out'}")
+    assert_one_line_refusal(result, "NaN or infinite weights")
+    assert not (tmp_path / "out").exists()
