@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import params as params_lib
+from network import DiffWave
 from test_cli import run
 from test_generate import model_dir  # noqa: F401  (the tiny model trained for 30 steps)
 
@@ -65,6 +67,58 @@ def test_generate_refuses_bad_flags_and_writes_nothing(model_dir, tmp_path, flag
     assert not output_dir.exists()
 
 
+def break_architecture(model_dir, tmp_path):
+    broken = tmp_path / "broken"
+    os.makedirs(broken)
+    os.symlink(model_dir / "checkpoints", broken / "checkpoints")
+    with open(model_dir / "params.json") as f:
+        values = json.load(f)
+    values["residual_channels"] = 8
+    with open(broken / "params.json", "w") as f:
+        json.dump(values, f)
+    return broken
+
+
+def params_only(model_dir, tmp_path):
+    os.makedirs(tmp_path / "untrained")
+    with open(model_dir / "params.json") as f, open(tmp_path / "untrained/params.json", "w") as g:
+        g.write(f.read())
+    return tmp_path / "untrained"
+
+
+MODEL_DIR_CASES = {  # case: (flags given the trained model dir and a temp folder, message)
+    "missing model dir": (lambda model, tmp: [f"--model_dir={tmp / 'nothing'}"],
+                          "is not a folder"),
+    "empty model dir": (lambda model, tmp: [f"--model_dir={tmp}"], "has no params.json"),
+    "no checkpoint": (lambda model, tmp: [f"--model_dir={params_only(model, tmp)}"],
+                      "has no checkpoint yet"),
+    "other architecture": (lambda model, tmp: [f"--model_dir={break_architecture(model, tmp)}"],
+                           "does not match params.json"),
+    "zero seconds": (lambda model, tmp: ["--seconds=0"], "--seconds must be > 0"),
+    "too many ddim steps": (lambda model, tmp: ["--sampler=ddim", "--steps=51"],
+                            "--steps=51: ddim needs 1 to 50"),
+    "fast beta outside training": (lambda model, tmp: ["--fast_schedule=1e-4,0.99,0.99"],
+                                   "fast schedule beta 0.99"),
+    "output under a file": (lambda model, tmp: [], "cannot be written"),
+    "steps with fast": (lambda model, tmp: ["--steps=4"], "--steps applies to --sampler=ddim"),
+}
+
+
+@pytest.mark.parametrize("case", MODEL_DIR_CASES)
+def test_generate_refuses_broken_model_dirs_and_misfit_flags(model_dir, tmp_path,  # noqa: F811
+                                                             case):
+    make_flags, expected = MODEL_DIR_CASES[case]
+    output_dir = tmp_path / "out"
+    if case == "output under a file":
+        (tmp_path / "a_file").write_text("")
+        output_dir = tmp_path / "a_file" / "out"
+    length = [] if case == "zero seconds" else ["--seconds=1"]
+    result = run("generate.py", f"--model_dir={model_dir}", *make_flags(model_dir, tmp_path),
+                 *length, f"--output_dir={output_dir}")
+    assert_one_line_refusal(result, expected)
+    assert not os.path.exists(output_dir)
+
+
 def copy_model(model_dir, tmp_path):  # noqa: F811
     copy = tmp_path / "copy"
     shutil.copytree(model_dir, copy)
@@ -104,8 +158,6 @@ def test_checkpoint_with_nan_weights_generates_nothing(model_dir, tmp_path):  # 
     copy = copy_model(model_dir, tmp_path)
     prefix = str(copy / "checkpoints" / "ckpt-30")
     # Rewrite the checkpoint with one EMA weight poisoned, through the same object graph.
-    import params as params_lib
-    from network import DiffWave
     params = params_lib.Params.load(str(copy / "params.json"))
     ema, model = DiffWave(params).build_for(), DiffWave(params).build_for()
     tf.train.Checkpoint(ema=ema, model=model).restore(prefix).expect_partial()
