@@ -63,15 +63,17 @@ def restore(checkpoint, **objects):
     Raises UserError, keeping nothing half-loaded in a network, unless every network's weights
     match the checkpoint's in number, name and shape.
     """
-    graph = _object_graph(checkpoint)
+    reader, graph = _open(checkpoint)
     mismatch = f"{checkpoint} holds a network that does not match params.json"
     for role, network in objects.items():
         if isinstance(network, DiffWave):
-            count = _saved_variables(graph, role)
-            if count != len(network.weights):
-                raise UserError(f"{mismatch} ({count} {role} weights saved, "
-                                f"{len(network.weights)} expected); use the params.json it was "
-                                "trained with, or a new --model_dir")
+            # Compared before restoring: a failed restore leaves TensorFlow warning at length.
+            saved = _saved_shapes(reader, graph, role)
+            wanted = sorted(tuple(weight.shape) for weight in network.weights)
+            if saved != wanted:
+                raise UserError(f"{mismatch} ({len(saved)} {role} weights saved, {len(wanted)} "
+                                f"expected{', of other shapes' if len(saved) == len(wanted) else ''}"
+                                "); use the params.json it was trained with, or a new --model_dir")
     try:
         tf.train.Checkpoint(**objects).restore(checkpoint).expect_partial() \
             .assert_existing_objects_matched()
@@ -80,22 +82,22 @@ def restore(checkpoint, **objects):
                         "trained with, or a new --model_dir") from None
 
 
-def _object_graph(checkpoint):
-    """The checkpoint's object graph: what was saved under which attribute."""
+def _open(checkpoint):
+    """The checkpoint's reader and object graph (what was saved under which attribute)."""
     try:
-        serialized = tf.train.load_checkpoint(checkpoint).get_tensor(
-            "_CHECKPOINTABLE_OBJECT_GRAPH")
+        reader = tf.train.load_checkpoint(checkpoint)
         graph = trackable_object_graph_pb2.TrackableObjectGraph()
-        graph.ParseFromString(serialized)
-        return graph
+        graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+        return reader, graph
     except (IndexError, ValueError, tf.errors.OpError, message.DecodeError) as error:
         raise UserError(f"cannot read checkpoint {checkpoint} ({first_line(error)[:200]}); it "
                         "may be truncated: pick another with --checkpoint") from None
 
 
-def _saved_variables(graph, role):
-    """How many variables hang below the root's child `role` (a variable reached by two paths,
-    as the optimizer also references the model's, is saved once but counted here too)."""
+def _saved_shapes(reader, graph, role):
+    """Sorted shapes of the variables below the root's child `role` (a variable the optimizer
+    also references is saved once, under whichever path came first, but found here too)."""
+    shapes = reader.get_variable_to_shape_map()
     children = [child.node_id for child in graph.nodes[0].children if child.local_name == role]
     seen = set()
     while children:
@@ -103,5 +105,6 @@ def _saved_variables(graph, role):
         if node not in seen:
             seen.add(node)
             children.extend(child.node_id for child in graph.nodes[node].children)
-    return sum(any(attribute.name == "VARIABLE_VALUE" for attribute in graph.nodes[node].attributes)
-               for node in seen)
+    return sorted(tuple(shapes[attribute.checkpoint_key]) for node in seen
+                  for attribute in graph.nodes[node].attributes
+                  if attribute.name == "VARIABLE_VALUE")
