@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 from data.audio_files import resample, write_wav  # noqa: E402
 from diffusion import Diffusion, samplers  # noqa: E402
-from network import checkpoints  # noqa: E402
+from network import checkpoints, runtime  # noqa: E402
 from params import UserError, parse_flags  # noqa: E402
 
 flags.DEFINE_string("model_dir", "runs/default", "The --model_dir that train.py wrote.")
@@ -47,6 +47,7 @@ flags.DEFINE_integer("output_rate", None, "Sample rate of the files; the model's
                      "default, e.g. 22050 or 44100 resamples (polyphase) for any player.")
 flags.DEFINE_integer("window", 65536, "Samples per network call and clip; longer clips are "
                      "computed in overlapping windows. Bounds memory.")
+runtime.define_flags(distribute=False)
 FLAGS = flags.FLAGS
 
 DEFAULT_SECONDS = 10.0
@@ -147,7 +148,7 @@ def generate():
     progress = Progress(f"{FLAGS.num_samples} x {output_samples / output_rate:g} s, "
                         f"{FLAGS.sampler}", batches, len(plan),
                         math.ceil(model_samples / FLAGS.window))
-    windowed = samplers.windowed_network(model, FLAGS.window, progress.advance)
+    windowed = samplers.windowed_network(model, FLAGS.window, progress.advance, FLAGS.jit)
     started = time.perf_counter()
     for first in range(0, FLAGS.num_samples, FLAGS.batch_size):
         count = min(FLAGS.batch_size, FLAGS.num_samples - first)
@@ -169,6 +170,7 @@ def generate():
 
 def main(_):
     try:
+        runtime.configure_from_flags()
         generate()
     except UserError as error:
         sys.exit(f"error: {error}")

@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import sys
+import tempfile
 import time
 
 from absl import app, flags, logging
@@ -24,10 +25,11 @@ import tensorflow as tf  # noqa: E402
 
 import params as params_lib  # noqa: E402
 from diffusion import SNR_REFUSE, SNR_WARN, Diffusion, samplers  # noqa: E402
-from network import DiffWave, checkpoints  # noqa: E402
+from network import DiffWave, checkpoints, runtime  # noqa: E402
 
 data.define_flags()
 params_lib.define_flags()
+runtime.define_flags(distribute=True)
 flags.DEFINE_string("model_dir", "runs/default", "Checkpoints, params.json and TensorBoard logs.")
 flags.DEFINE_integer("max_steps", 100_000, "Train until this global step.")
 flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints (and val loss).")
@@ -89,6 +91,16 @@ def spectrogram_images(audio):
     return tf.reverse(tf.transpose(image, [0, 2, 1]), axis=[1])[..., None]  # low notes below
 
 
+def check_replicas(params, strategy):
+    """The strategy's replica count, which must divide the global batch."""
+    replicas = strategy.num_replicas_in_sync
+    if params.batch_size % replicas:
+        raise params_lib.UserError(
+            f"--batch_size={params.batch_size} is not divisible by the {replicas} replicas of "
+            f"--strategy={FLAGS.strategy}; use a multiple of {replicas}")
+    return replicas
+
+
 class Stopped(Exception):
     """A signal ended training; the step reached is in the checkpoint named."""
 
@@ -98,54 +110,118 @@ class Stopped(Exception):
         self.exit_code = 128 + signal_number  # what a shell reports for a signal
 
 
-class Trainer:
-    """Owns model, EMA copy, optimiser, checkpoints and summaries for one --model_dir."""
+def with_training_noise(dataset, diffusion, seed, first_step):
+    """Adds each batch's diffusion steps and noise, drawn from (seed, step number) before the
+    batch is split across replicas, so one device or several train on the same numbers and a
+    resumed run draws what an uninterrupted one would have.
 
-    def __init__(self, params, prepared, model_dir):
+    Returns a dataset of (x0 [batch, time, 1], t int32 [batch], noise [batch, time, 1]).
+    """
+    seed = tf.constant(seed, tf.int64)
+    return dataset.enumerate(first_step).map(
+        lambda step, x0: (x0, *diffusion.draw(x0, tf.stack([seed, step]))))
+
+
+class Trainer:
+    """Owns model, EMA copy, optimiser, checkpoints and summaries for one --model_dir.
+
+    Variables live under `strategy`'s scope; each global batch is split across its replicas.
+    Only the chief writes checkpoints and summaries.
+    """
+
+    def __init__(self, params, prepared, model_dir, strategy=None, jit=False):
         self.params = params
         self.diffusion = Diffusion.from_params(params)
         self.prepared = prepared
-        self.model = DiffWave(params).build_for()
-        self.ema = DiffWave(params).build_for()
-        self.ema.set_weights(self.model.get_weights())
-        self.optimizer = keras.optimizers.Adam(params.learning_rate)
-        self.optimizer.build(self.model.trainable_variables)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.checkpoint = tf.train.Checkpoint(model=self.model, ema=self.ema,
-                                              optimizer=self.optimizer, step=self.step)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.replicas = check_replicas(params, self.strategy)
+        self.is_chief = runtime.is_chief(self.strategy)
+        with self.strategy.scope():
+            self.model = DiffWave(params).build_for()
+            self.ema = DiffWave(params).build_for()
+            self.ema.set_weights(self.model.get_weights())
+            adam = keras.optimizers.Adam(params.learning_rate)
+            self.loss_scaling = keras.mixed_precision.dtype_policy().name == "mixed_float16"
+            self.optimizer = keras.optimizers.LossScaleOptimizer(adam) if self.loss_scaling else adam
+            self.optimizer.build(self.model.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # Adam without the loss scale (it re-adapts in a few steps): a checkpoint resumes under
+        # any --precision.
+        self.saved = dict(model=self.model, ema=self.ema, optimizer=adam, step=self.step)
+        self.checkpoint = tf.train.Checkpoint(**self.saved)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(model_dir, "checkpoints"), max_to_keep=3)
-        self.writer = tf.summary.create_file_writer(model_dir)
+        self.writer = (tf.summary.create_file_writer(model_dir) if self.is_chief
+                       else tf.summary.create_noop_writer())
         self.generate = tf.function(lambda x, t: self.ema((x, t)))
+        self.gradients = tf.function(self._gradients, jit_compile=True) if jit else self._gradients
 
     def restore(self):
         """Loads the latest checkpoint if there is one; returns the step reached."""
         latest = self.manager.latest_checkpoint
-        if latest is None:
-            return 0
-        checkpoints.restore(latest, model=self.model, ema=self.ema, optimizer=self.optimizer,
-                            step=self.step)
-        # A changed --learning_rate applies on resume; the checkpoint holds the old one.
-        self.optimizer.learning_rate.assign(self.params.learning_rate)
-        return int(self.step.numpy())
+        if latest is not None:
+            checkpoints.restore(latest, **self.saved)
+            # A changed --learning_rate applies on resume; the checkpoint holds the old one.
+            self.optimizer.learning_rate.assign(self.params.learning_rate)
+        step = int(self.step.numpy())
+        if self.replicas > 1 and self.steps_disagree(tf.constant(float(step))):
+            raise params_lib.UserError(
+                f"this worker resumes from step {step} but others from another step; every "
+                "machine must see the same --model_dir (shared storage), see README")
+        return step
 
     @tf.function
-    def train_step(self, batch):
-        """One Adam step on a [batch, time, 1] batch; returns (loss, gradient norm)."""
+    def steps_disagree(self, step):
+        """Whether the workers restored different steps (every worker gets the same answer)."""
+        def spread(value):
+            value = tf.identity(value)  # a tensor of each replica's own, as all_reduce needs
+            context = tf.distribute.get_replica_context()
+            mean = context.all_reduce(tf.distribute.ReduceOp.MEAN, value)
+            return context.all_reduce(tf.distribute.ReduceOp.MEAN, tf.abs(value - mean))
+        results = self.strategy.experimental_local_results(self.strategy.run(spread, (step,)))
+        return results[0] > 0
+
+    def _gradients(self, x0, t, noise):
+        """This replica's share of the global mean loss, and the (loss-scaled) gradients of the
+        weights that have one (the last layer's residual projection feeds nothing)."""
+        weights = self.model.trainable_variables
         with tf.GradientTape() as tape:
             loss = self.diffusion.training_loss(
-                lambda x, t: self.model((x, t), training=True), batch)
-        gradients = tape.gradient(loss, self.model.trainable_variables)
-        gradients, norm = tf.clip_by_global_norm(gradients, self.params.gradient_clip)
-        self.optimizer.apply(gradients, self.model.trainable_variables)
-        decay = self.params.ema_decay
-        for average, weight in zip(self.ema.trainable_variables, self.model.trainable_variables):
-            average.assign(decay * average + (1 - decay) * weight)
+                lambda x, steps: self.model((x, steps), training=True), x0, t, noise)
+            loss = loss / self.replicas  # the optimizer sums the replicas' gradients
+            scaled = self.optimizer.scale_loss(loss)
+        pairs = [(gradient, weight) for gradient, weight in
+                 zip(tape.gradient(scaled, weights), weights) if gradient is not None]
+        return loss, [gradient for gradient, _ in pairs], [weight for _, weight in pairs]
+
+    def _replica_step(self, x0, t, noise):
+        loss, gradients, weights = self.gradients(x0, t, noise)
+        # Clip by the global gradient's norm: the sum over replicas (the optimizer forms it
+        # again when it applies; at these sizes the second reduction costs little).
+        total = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM,
+                                                               gradients)
+        norm = tf.linalg.global_norm(total) / self.optimizer.scale_loss(1.0)
+        # A non-finite norm poisons every gradient: with loss scaling that step is skipped.
+        factor = tf.where(tf.math.is_finite(norm),
+                          tf.minimum(1.0, self.params.gradient_clip / norm), float("nan"))
+        self.optimizer.apply([gradient * factor for gradient in gradients], weights)
         return loss, norm
 
     @tf.function
+    def train_step(self, batch):
+        """One Adam step on a distributed (x0, t, noise) batch (`with_training_noise`);
+        returns (global mean loss, gradient norm before clipping)."""
+        losses, norms = self.strategy.run(self._replica_step, args=batch)
+        decay = self.params.ema_decay
+        for average, weight in zip(self.ema.trainable_variables, self.model.trainable_variables):
+            average.assign(decay * average + (1 - decay) * weight)
+        loss = self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+        return loss, self.strategy.experimental_local_results(norms)[0]
+
+    @tf.function
     def val_step(self, batch, seed):
-        return self.diffusion.training_loss(lambda x, t: self.model((x, t)), batch, seed)
+        return self.diffusion.training_loss(lambda x, t: self.model((x, t)), batch,
+                                            *self.diffusion.draw(batch, seed))
 
     def val_loss(self):
         """Mean loss over the validation clips with fixed t and noise (comparable over time)."""
@@ -168,8 +244,11 @@ class Trainer:
                                  max_outputs=SAMPLES_SHOWN)
 
     def save(self):
-        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
-        logging.info("saved %s", path)
+        if self.is_chief:
+            logging.info("saved %s", self.manager.save(checkpoint_number=int(self.step.numpy())))
+        else:  # every worker takes part in writing (as tf.distribute asks); the chief's is kept
+            with tempfile.TemporaryDirectory(prefix="worker-checkpoint-") as scratch:
+                self.checkpoint.write(os.path.join(scratch, "ckpt"))
 
     def train(self, max_steps, seed):
         """Trains to max_steps. SIGINT and SIGTERM end the run after the current step, which is
@@ -190,14 +269,23 @@ class Trainer:
         if start >= max_steps:
             print(f"already at step {start} >= --max_steps={max_steps}; nothing to do")
             return
-        batches = iter(data.train_dataset(self.prepared, self.params, seed=seed + start))
+        dataset = with_training_noise(
+            data.train_dataset(self.prepared, self.params, seed=seed + start), self.diffusion,
+            seed, start)
+        options = tf.data.Options()  # clips come from one cache file: shard batches, not files
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        batches = iter(self.strategy.experimental_distribute_dataset(
+            dataset.with_options(options)))
         clip_seconds = self.params.batch_size * self.params.clip_samples / self.params.sample_rate
         window_start, window_steps = time.perf_counter(), 0
         for step in range(start + 1, max_steps + 1):
             batch = next(batches)
             loss, norm = self.train_step(batch)
             loss, norm = float(loss), float(norm)
-            if not (math.isfinite(loss) and math.isfinite(norm)):
+            if not math.isfinite(norm) and self.loss_scaling and math.isfinite(loss):
+                logging.info("step %d: gradients overflowed float16; skipped, loss scale halved",
+                             step)
+            elif not (math.isfinite(loss) and math.isfinite(norm)):
                 raise params_lib.UserError(
                     f"loss became {loss} (gradient norm {norm}) at step {step}; stopped without "
                     f"saving, the last good checkpoint ({self.manager.latest_checkpoint}) is "
@@ -224,8 +312,8 @@ class Trainer:
                 if val is not None:
                     with self.writer.as_default(step=step):
                         tf.summary.scalar("val/loss", val)
-            if step % FLAGS.sample_every == 0 or last:
-                self.write_samples(step, batch)
+            if (step % FLAGS.sample_every == 0 or last) and self.is_chief:
+                self.write_samples(step, self.strategy.experimental_local_results(batch[0])[0])
             self.writer.flush()
             if signals:
                 if step % FLAGS.checkpoint_every and not last:
@@ -236,12 +324,21 @@ class Trainer:
 def main(_):
     model_dir = FLAGS.model_dir
     try:
+        # First: threads and a multi-worker cluster can only be set before TensorFlow runs an op.
+        runtime.configure_from_flags()
+        strategy = runtime.make_strategy(FLAGS.strategy)
         for name in ("max_steps", "checkpoint_every", "log_every", "sample_every"):
             if FLAGS[name].value <= 0:
                 raise params_lib.UserError(f"--{name} must be > 0 (got {FLAGS[name].value})")
         if os.path.exists(model_dir) and not os.path.isdir(model_dir):
             raise params_lib.UserError(f"--model_dir={model_dir} is a file; give a folder")
         params = resolve_params(model_dir)
+        check_replicas(params, strategy)
+        if (FLAGS.precision == "mixed_float16" and params.dilation_cycle > 1
+                and not tf.config.list_logical_devices("GPU")):
+            raise params_lib.UserError(
+                "--precision=mixed_float16 needs a GPU here: TensorFlow's CPU kernels cannot "
+                "train dilated float16 convolutions; on CPU use --precision=mixed_bfloat16")
         latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
         if latest:  # refuse a broken or foreign checkpoint before minutes of preprocessing
             checkpoints.load_model(params, latest)
@@ -250,7 +347,8 @@ def main(_):
         keras.utils.set_random_seed(FLAGS.seed)
         os.makedirs(model_dir, exist_ok=True)
         params.save(os.path.join(model_dir, "params.json"))
-        Trainer(params, prepared, model_dir).train(FLAGS.max_steps, FLAGS.seed)
+        Trainer(params, prepared, model_dir, strategy, FLAGS.jit).train(FLAGS.max_steps,
+                                                                        FLAGS.seed)
     except params_lib.UserError as error:
         sys.exit(f"error: {error}")
     except Stopped as stop:

@@ -87,11 +87,12 @@ class Diffusion:
         """values[t] shaped [batch, 1, ...] to broadcast against x."""
         return self._broadcast(tf.gather(values, t), x)
 
-    def random_steps(self, batch, seed=None):
-        """One uniform step per example: int32 [batch]."""
-        if seed is None:
-            return tf.random.uniform([batch], 0, self.steps, tf.int32)
-        return tf.random.stateless_uniform([batch], seed, 0, self.steps, tf.int32)
+    def draw(self, x0, seed):
+        """The randomness of one training batch from a stateless seed [2] (any int dtype):
+        (t int32 [batch], one uniform step per example; eps shaped like x0)."""
+        step_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        t = tf.random.stateless_uniform([tf.shape(x0)[0]], step_seed, 0, self.steps, tf.int32)
+        return t, tf.random.stateless_normal(tf.shape(x0), noise_seed, dtype=x0.dtype)
 
     def q_sample(self, x0, t, noise):
         """x_t given x_0, int32 t [batch] and eps (same shape as x0)."""
@@ -103,23 +104,16 @@ class Diffusion:
         error = noise - predicted
         return tf.reduce_mean(tf.abs(error) if self.loss_kind == "l1" else tf.square(error))
 
-    def training_loss(self, model, x0, seed=None):
-        """Draws t and eps, noises x0, and scores the model's noise prediction.
+    def training_loss(self, model, x0, t, noise):
+        """Noises x0 to step t and scores the model's noise prediction.
 
         Args:
           model: callable (x_t, t as float32 [batch]) -> predicted eps, shaped like x_t.
           x0: clean data [batch, ...].
-          seed: optional stateless seed [2] for t and eps (fixed for validation).
+          t, noise: int32 [batch] and eps shaped like x0, as `draw` returns them.
         """
-        batch = tf.shape(x0)[0]
-        if seed is None:
-            t = self.random_steps(batch)
-            noise = tf.random.normal(tf.shape(x0))
-        else:
-            t = self.random_steps(batch, seed)
-            noise = tf.random.stateless_normal(tf.shape(x0), seed + 1)
         x_t = self.q_sample(x0, t, noise)
-        return self.loss(noise, model(x_t, tf.cast(t, tf.float32)))
+        return self.loss(noise, tf.cast(model(x_t, tf.cast(t, tf.float32)), noise.dtype))
 
     def predict_x0(self, x_t, t, eps):
         return ((x_t - self._per_example(self.noise_rates, t, x_t) * eps)

@@ -154,10 +154,12 @@ def windowed(model, window, halo, on_window=None):
     return evaluate
 
 
-def windowed_network(network, window, on_window=None):
+def windowed_network(network, window, on_window=None, jit=False):
     """A DiffWave as the samplers' model(x_t, t), evaluated in windows of `window` samples with
-    the halo its receptive field needs; one traced graph serves every window length."""
-    @tf.function(input_signature=[tf.TensorSpec([None, None, 1]), tf.TensorSpec([None])])
+    the halo its receptive field needs; one traced graph serves every window length (XLA, with
+    `jit`, compiles one per shape)."""
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 1]), tf.TensorSpec([None])],
+                 jit_compile=jit)
     def model(audio, steps):
         return network((audio, steps))
     return windowed(model, window, (network.receptive_field - 1) // 2, on_window)

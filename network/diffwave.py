@@ -52,12 +52,21 @@ class StepEmbedding(keras.layers.Layer):
         return self.second(self.first(step_sinusoids(steps)))
 
 
-def convolve(layer, x):
-    """A Keras Conv1D layer's convolution as tf.nn.conv1d + bias_add + activation: on CPU
-    TensorFlow fuses that sequence into one oneDNN kernel, which it does not for the ops
-    Keras emits (1.6x faster network). x: [batch, time, in]; returns [batch, time, out]."""
-    y = tf.nn.conv1d(x, layer.kernel, 1, layer.padding.upper(), dilations=layer.dilation_rate[0])
-    return layer.activation(tf.nn.bias_add(y, layer.bias))
+def convolve(layer, x, x_scale=1.0, out_scale=1.0):
+    """activation(out_scale * conv(x_scale * x)) for a Keras Conv1D layer, with the scales
+    folded into its kernel and bias (Python floats; 1 costs nothing).
+
+    Issued as tf.nn.conv1d + bias_add + activation: on CPU TensorFlow fuses that sequence into
+    one oneDNN kernel, which it does not for the ops Keras emits (1.6x faster network).
+    x: [batch, time, in]; returns [batch, time, out].
+    """
+    kernel, bias = layer.kernel, layer.bias
+    if x_scale * out_scale != 1.0:
+        kernel = kernel * (x_scale * out_scale)
+    if out_scale != 1.0:
+        bias = bias * out_scale
+    y = tf.nn.conv1d(x, kernel, 1, layer.padding.upper(), dilations=layer.dilation_rate[0])
+    return layer.activation(tf.nn.bias_add(y, bias))
 
 
 class ResidualLayer(keras.layers.Layer):
@@ -80,18 +89,22 @@ class ResidualLayer(keras.layers.Layer):
         self.residual_projection = keras.layers.Conv1D(channels, 1)
         self.skip_projection = keras.layers.Conv1D(channels, 1)
 
-    def build(self, x_shape, embedding_shape):
+    def build(self, stream_shape, embedding_shape):
         self.step_projection.build(embedding_shape)
         for conv in (self.filter_conv, self.gate_conv, self.residual_projection,
                      self.skip_projection):
-            conv.build(x_shape)
+            conv.build(stream_shape)
 
-    def call(self, x, embedding):
-        """x: [batch, time, C]; embedding: [batch, E]. Returns two [batch, time, C]."""
-        y = x + self.step_projection(embedding)[:, None, :]
-        gated = convolve(self.filter_conv, y) * convolve(self.gate_conv, y)
-        residual = convolve(self.residual_projection, gated)
-        return (x + residual) / math.sqrt(2.0), convolve(self.skip_projection, gated)
+    def call(self, stream, embedding, scale=1.0):
+        """stream: [batch, time, C], the residual input x divided by `scale`, a Python float;
+        embedding: [batch, E]. Returns (next stream, the same x / (scale / sqrt 2)), skip), both
+        [batch, time, C].
+        """
+        y = stream + self.step_projection(embedding)[:, None, :] / scale  # y / scale
+        gated = (convolve(self.filter_conv, y, x_scale=scale) * convolve(self.gate_conv, y, x_scale=scale))
+        # x_next = (x + r) / sqrt 2 = (scale / sqrt 2) (stream + r / scale)
+        residual = convolve(self.residual_projection, gated, out_scale=1 / scale)
+        return stream + residual, convolve(self.skip_projection, gated)
 
 
 class DiffWave(keras.Model):
@@ -115,7 +128,9 @@ class DiffWave(keras.Model):
             setattr(self, f"residual_{i}", ResidualLayer(channels, dilation, name=f"residual_{i}"))
         self.skip_projection = keras.layers.Conv1D(channels, 1, activation="relu")
         # Zero output: the untrained model predicts no noise, a stable start (as in the paper).
-        self.output_projection = keras.layers.Conv1D(1, 1, kernel_initializer="zeros")
+        # float32 output under mixed precision: the diffusion math and the loss stay float32.
+        self.output_projection = keras.layers.Conv1D(1, 1, kernel_initializer="zeros",
+                                                     dtype="float32")
 
     @property
     def residual_layers(self):
@@ -129,10 +144,13 @@ class DiffWave(keras.Model):
     def call(self, inputs):
         audio, steps = inputs
         embedding = self.embedding(steps)
-        x = self.input_projection(audio)
+        stream, scale = self.input_projection(audio), 1.0
         skips = 0.0
         for layer in self.residual_layers:
-            x, skip = layer(x, embedding)
+            if scale < 1 / 16:
+                stream, scale = stream * scale, 1.0
+            stream, skip = layer(stream, embedding, scale=scale)
+            scale /= math.sqrt(2.0)
             skips = skips + skip
         x = tf.nn.relu(skips / math.sqrt(len(self.residual_layers)))
         return self.output_projection(self.skip_projection(x))

@@ -49,7 +49,7 @@ def test_q_sample_works_for_audio_and_points(diffusion):
 
 
 def test_steps_are_drawn_per_example(diffusion):
-    steps = diffusion.random_steps(4096).numpy()
+    steps = diffusion.draw(tf.zeros([4096, 1]), [3, 4])[0].numpy()
     assert len(np.unique(steps)) > 190 and steps.min() >= 0 and steps.max() < 200
     counts = np.bincount(steps, minlength=200)
     assert counts.max() < 3 * counts.mean()
@@ -136,16 +136,16 @@ def swiss_roll_denoiser():
     data = tf.constant(swiss_roll(20000, 0))
 
     @tf.function
-    def train_step(batch):
+    def train_step(batch, seed):
         with tf.GradientTape() as tape:
-            loss = diffusion.training_loss(model, batch)
+            loss = diffusion.training_loss(model, batch, *diffusion.draw(batch, seed))
         optimizer.apply(tape.gradient(loss, model.trainable_variables),
                         model.trainable_variables)
         return loss
 
     dataset = tf.data.Dataset.from_tensor_slices(data).shuffle(20000, seed=0).repeat().batch(512)
-    for batch in dataset.take(1000):
-        train_step(batch)
+    for step, batch in dataset.take(1000).enumerate():
+        train_step(batch, [0, step])
     return diffusion, tf.function(model)
 
 

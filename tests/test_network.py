@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -48,8 +49,10 @@ def test_parameter_count_grows_with_channels(tiny):
 
 def test_residual_layer_matches_a_numpy_reference():
     """The paper's layer written out in numpy with one 2C-channel dilated conv whose output is
-    split into tanh and sigmoid halves, and one 1x1 conv split into residual and skip."""
-    channels, dilation, time = 4, 2, 11
+    split into tanh and sigmoid halves, and one 1x1 conv split into residual and skip. The
+    layer carries its residual input x as stream = x / scale; its next stream times
+    scale / sqrt 2 must be the paper's (x + residual) / sqrt 2."""
+    channels, dilation, time, scale = 4, 2, 11, 0.3
     layer = ResidualLayer(channels, dilation)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1, time, channels)).astype(np.float32)
@@ -57,7 +60,8 @@ def test_residual_layer_matches_a_numpy_reference():
     layer(tf.constant(x), tf.constant(embedding))
     for weight in layer.weights:
         weight.assign(rng.normal(size=weight.shape).astype(np.float32) * 0.5)
-    residual, skip = [out.numpy()[0] for out in layer(tf.constant(x), tf.constant(embedding))]
+    stream, skip = [out.numpy()[0] for out in layer(tf.constant(x / scale),
+                                                    tf.constant(embedding), scale=scale)]
 
     dense = layer.step_projection
     y = x[0] + embedding @ dense.kernel.numpy() + dense.bias.numpy()
@@ -70,5 +74,27 @@ def test_residual_layer_matches_a_numpy_reference():
                                  layer.skip_projection.kernel.numpy()[0]], 1)
     out = gated @ projection + np.concatenate([layer.residual_projection.bias.numpy(),
                                                layer.skip_projection.bias.numpy()])
-    np.testing.assert_allclose(residual, (x[0] + out[:, :channels]) / np.sqrt(2), atol=1e-5)
+    np.testing.assert_allclose(stream * scale / np.sqrt(2), (x[0] + out[:, :channels]) / np.sqrt(2),
+                               atol=1e-5)
     np.testing.assert_allclose(skip, out[:, channels:], atol=1e-5)
+
+
+def test_mixed_bfloat16_network_returns_float32_close_to_float32(tiny):
+    reference = DiffWave(tiny).build_for()
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = DiffWave(tiny).build_for()
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert mixed.residual_0.filter_conv.compute_dtype == "bfloat16"
+    rng = np.random.default_rng(1)
+    for weight in reference.weights:
+        weight.assign(rng.normal(size=weight.shape).astype(np.float32) * 0.3)
+    mixed.set_weights(reference.get_weights())
+    assert all(weight.dtype == "float32" for weight in mixed.weights)
+    audio, steps = tf.random.normal([2, 500, 1], seed=2), tf.constant([3.0, 40.0])
+    expected, got = reference((audio, steps)), mixed((audio, steps))
+    assert got.dtype == tf.float32
+    error = np.linalg.norm(got.numpy() - expected.numpy()) / np.linalg.norm(expected.numpy())
+    # bfloat16 keeps 8 bits of mantissa; these random weights amplify its rounding to ~6 %.
+    assert 0 < error < 0.1
