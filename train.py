@@ -182,20 +182,20 @@ class Trainer:
         return results[0] > 0
 
     def _gradients(self, x0, t, noise):
-        """This replica's share of the global mean loss, and the (loss-scaled) gradients of the
-        weights that have one (the last layer's residual projection feeds nothing)."""
-        weights = self.model.trainable_variables
+        """This replica's share of the global mean loss and its (loss-scaled) gradients."""
         with tf.GradientTape() as tape:
             loss = self.diffusion.training_loss(
                 lambda x, steps: self.model((x, steps), training=True), x0, t, noise)
             loss = loss / self.replicas  # the optimizer sums the replicas' gradients
             scaled = self.optimizer.scale_loss(loss)
-        pairs = [(gradient, weight) for gradient, weight in
-                 zip(tape.gradient(scaled, weights), weights) if gradient is not None]
-        return loss, [gradient for gradient, _ in pairs], [weight for _, weight in pairs]
+        return loss, tape.gradient(scaled, self.model.trainable_variables)
 
     def _replica_step(self, x0, t, noise):
-        loss, gradients, weights = self.gradients(x0, t, noise)
+        loss, gradients = self.gradients(x0, t, noise)
+        # The last layer's residual projection feeds nothing: no gradient.
+        pairs = [(gradient, weight) for gradient, weight in
+                 zip(gradients, self.model.trainable_variables) if gradient is not None]
+        gradients, weights = [gradient for gradient, _ in pairs], [weight for _, weight in pairs]
         # Clip by the global gradient's norm: the sum over replicas (the optimizer forms it
         # again when it applies; at these sizes the second reduction costs little).
         total = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM,

@@ -155,6 +155,15 @@ class DiffWave(keras.Model):
         x = tf.nn.relu(skips / math.sqrt(len(self.residual_layers)))
         return self.output_projection(self.skip_projection(x))
 
+    def flops_per_sample(self):
+        """Forward FLOPs per audio sample: 2 per multiply-add of every convolution (the step
+        embedding, computed once per clip, is left out)."""
+        convs = [self.input_projection, self.skip_projection, self.output_projection]
+        for layer in self.residual_layers:
+            convs += [layer.filter_conv, layer.gate_conv, layer.residual_projection,
+                      layer.skip_projection]
+        return sum(2 * int(np.prod(conv.kernel.shape)) for conv in convs)
+
     def build_for(self, time=64):
         """Creates the weights by calling once on zeros; returns self."""
         self((tf.zeros([1, time, 1]), tf.zeros([1])))

@@ -33,6 +33,9 @@ def assert_one_line_refusal(result, expected):
     (["--learning_rate=fast"], "flag --learning_rate=fast"),
     (["--no_such_flag=1"], "Unknown command line flag 'no_such_flag'"),
     (["stray_argument"], "unexpected arguments"),
+    (["--precision=float8"], "flag --precision=float8"),
+    (["--strategy=ring"], "flag --strategy=ring"),
+    (["--intra_op_threads=-1"], "--intra_op_threads must be >= 0"),
 ])
 def test_train_refuses_bad_flags_and_creates_no_model_dir(tmp_path, flags, expected):
     target = tmp_path / "model"
@@ -58,6 +61,7 @@ def test_train_refuses_a_model_dir_that_is_a_file(tmp_path):
     (["--fast_schedule=0.1,lots"], "--fast_schedule=0.1,lots: give numbers"),
     (["--sampler=ddim", "--steps=0"], "--steps=0: ddim needs 1 to 50"),
     (["--checkpoint=ckpt-999"], "--checkpoint=ckpt-999 not found"),
+    (["--inter_op_threads=-3"], "--inter_op_threads must be >= 0"),
 ])
 def test_generate_refuses_bad_flags_and_writes_nothing(model_dir, tmp_path, flags,  # noqa: F811
                                                        expected):

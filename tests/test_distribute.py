@@ -80,6 +80,15 @@ def test_two_logical_cpus_train_like_one_device(workspace):
                                    err_msg=name)
 
 
+def test_xla_training_takes_the_same_steps(workspace):
+    flags = ["--max_steps=4", "--checkpoint_every=4"]
+    plain = run("train.py", *tiny_flags(workspace, workspace / "plain", *flags))
+    compiled = run("train.py", "--jit", *tiny_flags(workspace, workspace / "jit", *flags))
+    assert plain.returncode == 0 and compiled.returncode == 0, compiled.stderr
+    assert len(losses(compiled.stdout)) == 4
+    np.testing.assert_allclose(losses(compiled.stdout), losses(plain.stdout), atol=2e-4)
+
+
 def test_global_batch_not_divisible_by_replicas_is_refused(workspace):
     result = on_logical_cpus(workspace, 2, "--strategy=mirrored",
                              *tiny_flags(workspace, workspace / "odd", "--batch_size=3"))

@@ -147,3 +147,12 @@ def test_example_noise_does_not_depend_on_the_batch():
     assert not np.allclose(batched[0], batched[1])
     other_seed = samplers.example_noise(12, 2)(4, [1, 50, 1]).numpy()
     assert not np.allclose(other_seed, alone)
+
+
+def test_xla_compiled_network_matches_the_plain_one(network):
+    model, function = network
+    audio = tf.random.stateless_normal([1, 700, 1], [8, 8])
+    steps = tf.constant([12.0])
+    compiled = samplers.windowed_network(model, 300, jit=True)
+    np.testing.assert_allclose(compiled(audio, steps).numpy(), function(audio, steps).numpy(),
+                               atol=1e-4)

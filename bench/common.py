@@ -1,0 +1,25 @@
+"""What both timing scripts share: the project on sys.path, and this machine's measured float32
+matmul peak, the yardstick for their GFLOP/s."""
+
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import data  # noqa: E402,F401  quiets TensorFlow's start-up logging
+import tensorflow as tf  # noqa: E402
+
+
+def matmul_peak_gflops(size=4096, repeats=5):
+    """Best GFLOP/s of a float32 [size, size] x [size, size] matmul, after a warm-up."""
+    matrix = tf.random.normal([size, size])
+    multiply = tf.function(lambda a: tf.reduce_sum(tf.matmul(a, a)))
+    multiply(matrix).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        multiply(matrix).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9

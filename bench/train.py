@@ -1,0 +1,74 @@
+"""Training speed of the `base` network on batch 4 x 16000 samples; prints one JSON line.
+
+  python bench/train.py [--precision=mixed_bfloat16] [--intra_op_threads=0] [--strategy=default]
+
+Times Trainer.train_step (forward, backward, global-norm clipping, Adam, EMA: exactly what
+train.py runs) on a fixed random batch after --warmup steps. gflops counts 3x the forward
+convolution FLOPs per step (the backward pass costs about twice the forward). Defaults are the
+fastest settings measured on the 2-core development CPU (AMX-BF16). Targets there:
+steps_per_s >= 0.30 (1.5x a straightforward TF build's 0.20).
+"""
+
+import json
+import os
+import resource
+import tempfile
+import time
+
+from common import matmul_peak_gflops
+
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+import params as params_lib  # noqa: E402
+from network import runtime  # noqa: E402
+
+import train  # noqa: E402  (defines train.py's flags, which select what is timed)
+
+flags.FLAGS.set_default("precision", "mixed_bfloat16")
+flags.DEFINE_integer("batch", 4, "Clips per step (the global batch).")
+flags.DEFINE_integer("samples", 16000, "Samples per clip.")
+flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, oneDNN kernel choice).")
+flags.DEFINE_integer("steps", 5, "Timed steps.")
+FLAGS = flags.FLAGS
+
+
+def main(_):
+    runtime.configure_from_flags()
+    strategy = runtime.make_strategy(FLAGS.strategy)
+    params = params_lib.preset(FLAGS.preset, batch_size=FLAGS.batch,
+                               clip_samples=FLAGS.samples)
+    with tempfile.TemporaryDirectory() as model_dir:
+        trainer = train.Trainer(params, None, model_dir, strategy, FLAGS.jit)
+        clean = 0.1 * tf.random.normal([FLAGS.batch, FLAGS.samples, 1], seed=1)
+        batches = tf.data.Dataset.from_tensors(clean).repeat()
+        batches = iter(strategy.experimental_distribute_dataset(
+            train.with_training_noise(batches, trainer.diffusion, 0, 0)))
+        for _ in range(FLAGS.warmup):
+            float(trainer.train_step(next(batches))[0])
+        start = time.perf_counter()
+        for _ in range(FLAGS.steps):
+            float(trainer.train_step(next(batches))[0])
+        steps_per_s = FLAGS.steps / (time.perf_counter() - start)
+        flops_per_step = 3 * trainer.model.flops_per_sample() * FLAGS.batch * FLAGS.samples
+    peak = matmul_peak_gflops()
+    gflops = steps_per_s * flops_per_step / 1e9
+    print(json.dumps({
+        "steps_per_s": round(steps_per_s, 3),
+        "audio_seconds_per_s": round(steps_per_s * FLAGS.batch * FLAGS.samples
+                                     / params.sample_rate, 2),
+        "gflops": round(gflops, 1),
+        "matmul_peak_gflops": round(peak, 1),
+        "share_of_peak": round(gflops / peak, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "precision": FLAGS.precision,
+        "threads": {"intra_op": FLAGS.intra_op_threads, "inter_op": FLAGS.inter_op_threads,
+                    "cores": len(os.sched_getaffinity(0))},
+        "strategy": FLAGS.strategy, "replicas": strategy.num_replicas_in_sync,
+        "jit": FLAGS.jit, "preset": FLAGS.preset, "batch": [FLAGS.batch, FLAGS.samples],
+        "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
+        "targets": {"steps_per_s": 0.30}}))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=params_lib.parse_flags)
