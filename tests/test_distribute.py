@@ -114,27 +114,50 @@ def free_ports(count):
     return ports
 
 
-def test_two_workers_on_loopback_train_and_only_the_chief_writes(workspace):
-    model_dir = workspace / "cluster"
+def run_cluster(workspace, model_dirs, *flags):
+    """train.py as two workers on loopback, worker i with --model_dir=model_dirs[i]; returns
+    [(returncode, stdout, stderr)] per worker."""
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     processes = []
-    for index in range(2):
+    for index, model_dir in enumerate(model_dirs):
         config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         processes.append(subprocess.Popen(
             [sys.executable, "train.py", "--strategy=multiworker",
-             *tiny_flags(workspace, model_dir, "--max_steps=4", "--checkpoint_every=4")],
+             *tiny_flags(workspace, model_dir, *flags)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "TF_CONFIG": json.dumps(config)}))
-    outputs = [process.communicate(timeout=300) for process in processes]
-    for process, (stdout, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr
+    return [(process.returncode, *outputs) for process, outputs in
+            zip(processes, [process.communicate(timeout=300) for process in processes])]
+
+
+def test_two_workers_on_loopback_train_resume_and_only_the_chief_writes(workspace):
+    model_dir = workspace / "cluster"
+    first = run_cluster(workspace, [model_dir] * 2, "--max_steps=4", "--checkpoint_every=4")
+    for returncode, stdout, stderr in first:
+        assert returncode == 0, stderr
         assert len(losses(stdout)) == 4
-    assert losses(outputs[0][0]) == losses(outputs[1][0])  # one global batch, one loss
+    assert losses(first[0][1]) == losses(first[1][1])  # one global batch, one loss
     assert sorted(os.listdir(model_dir / "checkpoints")) == [
         "checkpoint", "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
     assert len([name for name in os.listdir(model_dir) if name.startswith("events")]) == 1
     saved = weights(model_dir, 4)
     assert len(saved) > 50 and all(np.isfinite(value).all() for value in saved.values())
+
+    resumed = run_cluster(workspace, [model_dir] * 2, "--max_steps=6", "--checkpoint_every=2")
+    for returncode, stdout, stderr in resumed:
+        assert returncode == 0, stderr
+        assert "resuming from step 4" in stdout and len(losses(stdout)) == 2
+    assert "ckpt-6.index" in os.listdir(model_dir / "checkpoints")
+
+
+def test_workers_that_find_different_checkpoints_refuse_to_train(workspace):
+    """Worker 1 sees an empty --model_dir (storage not shared), worker 0 a checkpoint."""
+    trained, empty = workspace / "trained", workspace / "empty"
+    assert run("train.py", *tiny_flags(workspace, trained, "--max_steps=2")).returncode == 0
+    for returncode, _, stderr in run_cluster(workspace, [trained, empty], "--max_steps=4"):
+        assert returncode == 1 and "must see the same --model_dir" in stderr, stderr
+        assert "Traceback" not in stderr
+    assert "ckpt-4.index" not in os.listdir(trained / "checkpoints")
 
 
 # TensorFlow's CPU kernels cannot backpropagate dilated float16 convolutions; with dilation
