@@ -113,7 +113,7 @@ class Stopped(Exception):
 def with_training_noise(dataset, diffusion, seed, first_step):
     """Adds each batch's diffusion steps and noise, drawn from (seed, step number) before the
     batch is split across replicas, so one device or several train on the same numbers and a
-    resumed run draws what an uninterrupted one would have.
+    resumed run draws, step for step, the noise an uninterrupted one would have.
 
     Returns a dataset of (x0 [batch, time, 1], t int32 [batch], noise [batch, time, 1]).
     """
