@@ -142,7 +142,8 @@ class Trainer:
             self.ema.set_weights(self.model.get_weights())
             adam = keras.optimizers.Adam(params.learning_rate)
             self.loss_scaling = keras.mixed_precision.dtype_policy().name == "mixed_float16"
-            self.optimizer = keras.optimizers.LossScaleOptimizer(adam) if self.loss_scaling else adam
+            self.optimizer = (keras.optimizers.LossScaleOptimizer(adam) if self.loss_scaling
+                              else adam)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
         # Adam without the loss scale (it re-adapts in a few steps): a checkpoint resumes under
@@ -273,7 +274,8 @@ class Trainer:
             data.train_dataset(self.prepared, self.params, seed=seed + start), self.diffusion,
             seed, start)
         options = tf.data.Options()  # clips come from one cache file: shard batches, not files
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
         batches = iter(self.strategy.experimental_distribute_dataset(
             dataset.with_options(options)))
         clip_seconds = self.params.batch_size * self.params.clip_samples / self.params.sample_rate

@@ -1,6 +1,7 @@
 """Generation speed and memory of the `base` network at the model rate; prints one JSON line.
 
-  python bench/generate.py [--seconds=5] [--long_seconds=600] [--measure=forward,fast6,ddim50,ddpm,rss]
+  python bench/generate.py [--seconds=5] [--long_seconds=600] [--precision=float32]
+                           [--measure=forward,fast6,ddim50,ddpm,rss]
 
 rtf_* are wall seconds per second of audio (lower is faster) for one clip of --seconds,
 timed after a warm-up run, through the same windowed evaluation generate.py uses. The weights

@@ -74,7 +74,7 @@ class ResidualLayer(keras.layers.Layer):
 
     y = x + projected step embedding; the paper's dilated conv (kernel 3) to 2C channels split
     into a tanh half and a sigmoid half, tanh(conv_f(y)) * sigmoid(conv_g(y)); its 1x1 conv to
-    2C split into residual and skip halves. Returns ((x + residual) / sqrt 2, skip).
+    2C split into residual and skip halves. Gives ((x + residual) / sqrt 2, skip).
 
     Each half is its own C-channel convolution: the same arithmetic as slicing a 2C output,
     without the slicing copies, and each fuses with its bias and activation.
@@ -96,13 +96,20 @@ class ResidualLayer(keras.layers.Layer):
             conv.build(stream_shape)
 
     def call(self, stream, embedding, scale=1.0):
-        """stream: [batch, time, C], the residual input x divided by `scale`, a Python float;
-        embedding: [batch, E]. Returns (next stream, the same x / (scale / sqrt 2)), skip), both
-        [batch, time, C].
+        """One layer on the residual input x carried as stream = x / scale.
+
+        The paper's (x + residual) / sqrt 2 is (scale / sqrt 2) * (stream + residual / scale):
+        the returned stream goes on with scale / sqrt 2, and the scales fold into the kernels,
+        so the only per-sample work besides the convolutions is two adds and the gate product.
+
+        Args:
+          stream: [batch, time, C]; embedding: [batch, E]; scale: a Python float.
+        Returns:
+          (next stream, skip), both [batch, time, C].
         """
-        y = stream + self.step_projection(embedding)[:, None, :] / scale  # y / scale
-        gated = (convolve(self.filter_conv, y, x_scale=scale) * convolve(self.gate_conv, y, x_scale=scale))
-        # x_next = (x + r) / sqrt 2 = (scale / sqrt 2) (stream + r / scale)
+        y = stream + self.step_projection(embedding)[:, None, :] / scale  # (x + e) / scale
+        gated = (convolve(self.filter_conv, y, x_scale=scale)
+                 * convolve(self.gate_conv, y, x_scale=scale))
         residual = convolve(self.residual_projection, gated, out_scale=1 / scale)
         return stream + residual, convolve(self.skip_projection, gated)
 
@@ -144,6 +151,8 @@ class DiffWave(keras.Model):
     def call(self, inputs):
         audio, steps = inputs
         embedding = self.embedding(steps)
+        # The residual input x is carried as stream = x / scale (see ResidualLayer.call);
+        # renormalising now and then keeps float16 streams far from overflow.
         stream, scale = self.input_projection(audio), 1.0
         skips = 0.0
         for layer in self.residual_layers:

@@ -68,7 +68,8 @@ def make_strategy(name):
             cluster = json.loads(config)["cluster"]
         except (ValueError, KeyError, TypeError):
             raise UserError('TF_CONFIG is not JSON of the form {"cluster": {"worker": '
-                            '["host:port", ...]}, "task": {"type": "worker", "index": 0}}') from None
+                            '["host:port", ...]}, "task": {"type": "worker", "index": 0}}'
+                            ) from None
         if "chief" not in cluster and "worker" not in cluster:
             raise UserError("TF_CONFIG's cluster lists no worker; see README")
         return tf.distribute.MultiWorkerMirroredStrategy()

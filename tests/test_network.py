@@ -74,8 +74,8 @@ def test_residual_layer_matches_a_numpy_reference():
                                  layer.skip_projection.kernel.numpy()[0]], 1)
     out = gated @ projection + np.concatenate([layer.residual_projection.bias.numpy(),
                                                layer.skip_projection.bias.numpy()])
-    np.testing.assert_allclose(stream * scale / np.sqrt(2), (x[0] + out[:, :channels]) / np.sqrt(2),
-                               atol=1e-5)
+    expected = (x[0] + out[:, :channels]) / np.sqrt(2)
+    np.testing.assert_allclose(stream * scale / np.sqrt(2), expected, atol=1e-5)
     np.testing.assert_allclose(skip, out[:, channels:], atol=1e-5)
 
 
