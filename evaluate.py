@@ -1,0 +1,197 @@
+"""Scores a folder of generated audio against a folder of real audio; prints one JSON object.
+
+  python evaluate.py --generated=out --reference=/path/to/genres_original
+
+Every file is decoded to mono at --sample_rate and brought to the training data's RMS (level is
+not what is scored), cut into STFT frames, and described per frame by its log-mel spectrum
+(64 bands) and by 20 MFCCs plus their deltas. The two folders' frames are then compared:
+
+  frechet_mel, frechet_mfcc  Frechet distance between Gaussians fitted to each side's frames:
+                             |mu_g - mu_r|^2 + Tr(S_g + S_r - 2 (S_g S_r)^1/2); 0 when equal.
+  kid, kid_std               kernel distance: unbiased MMD^2 with the cubic polynomial kernel
+                             on MFCC+delta frames centred and scaled by the reference, averaged
+                             over random subsets, with its standard deviation across them.
+
+Both depend on how much audio each side has: compare runs of equal sizes (a warning says when
+the sides differ by more than 2x). numpy and scipy only; no weights are downloaded.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import scipy.fft
+import scipy.linalg
+from absl import app, flags
+
+from data.audio_files import BadAudio, decode_with_soundfile, find_audio_files, probe
+from params import BASE, UserError, parse_flags
+
+FRAME = 512  # 70 ms at 7350 Hz
+HOP = 256
+MEL_BANDS = 64
+MFCCS = 20
+# Band power floor, about 45 dB below a band of noise at the training RMS: a dynamic range
+# like an ear's, so near-silent bands do not dominate the statistics.
+POWER_FLOOR = 1e-4
+SILENT_RMS = 10 ** (BASE.silence_dbfs / 20)
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """The reference and analysis flags (search_schedule.py shares them)."""
+    flags.DEFINE_string("reference", None, "Folder of real audio to compare with.")
+    flags.DEFINE_integer("sample_rate", BASE.sample_rate, "Hz both sides are analysed at "
+                         "(the model's rate by default; higher-rate files are resampled).")
+    flags.DEFINE_integer("kid_subsets", 20, "Random subsets the kernel distance averages over.")
+    flags.DEFINE_integer("kid_subset_size", 1000, "Frames per side in each subset.")
+
+
+def check_flags(*required):
+    for name in required:
+        if not FLAGS[name].value:
+            raise UserError(f"--{name} is required (a folder of audio files)")
+    if FLAGS.sample_rate <= 0 or FLAGS.kid_subsets <= 0 or FLAGS.kid_subset_size <= 1:
+        raise UserError("--sample_rate and --kid_subsets must be > 0, --kid_subset_size > 1")
+
+
+def mel_filterbank(rate, bins, bands=MEL_BANDS):
+    """Triangular filters evenly spaced on the mel scale (HTK formula) from 0 Hz to Nyquist.
+
+    Returns float64 [bins, bands], to multiply a power spectrum [frames, bins] by.
+    """
+    mel = lambda hz: 2595 * np.log10(1 + hz / 700)  # noqa: E731
+    edges_hz = 700 * (10 ** (np.linspace(0, mel(rate / 2), bands + 2) / 2595) - 1)
+    bin_hz = np.linspace(0, rate / 2, bins)
+    low, centre, high = edges_hz[:-2], edges_hz[1:-1], edges_hz[2:]
+    rising = (bin_hz[:, None] - low) / (centre - low)
+    falling = (high - bin_hz[:, None]) / (high - centre)
+    return np.maximum(0, np.minimum(rising, falling))
+
+
+def frame_features(audio, rate):
+    """Per-frame features of one clip.
+
+    Args:
+      audio: float32 [time], at least one frame long.
+    Returns:
+      (log-mel float64 [frames, 64] in dB, MFCC+delta float64 [frames, 40]).
+    """
+    frames = np.lib.stride_tricks.sliding_window_view(audio, FRAME)[::HOP]
+    power = np.abs(np.fft.rfft(frames * np.hanning(FRAME), axis=1)) ** 2
+    log_mel = 10 * np.log10(power @ mel_filterbank(rate, FRAME // 2 + 1) + POWER_FLOOR)
+    mfcc = scipy.fft.dct(log_mel, type=2, norm="ortho", axis=1)[:, :MFCCS]
+    delta = np.gradient(mfcc, axis=0) if len(mfcc) > 1 else np.zeros_like(mfcc)
+    return log_mel, np.concatenate([mfcc, delta], axis=1)
+
+
+def folder_features(folder, rate, warn=lambda message: print(message, file=sys.stderr)):
+    """Frames of every usable file under `folder`, each file at the training RMS.
+
+    Returns:
+      dict with "mel" [frames, 64], "mfcc" [frames, 40], "clips" and "seconds".
+    Raises:
+      UserError: no folder, or no usable audio in it.
+    """
+    if not os.path.isdir(folder):
+        raise UserError(f"{folder}: not an existing folder")
+    paths = find_audio_files(folder)
+    mels, mfccs, seconds = [], [], 0.0
+    for path in paths:
+        try:
+            probe(path, rate)
+            audio = decode_with_soundfile(path, rate)
+            rms = float(np.sqrt(np.mean(np.square(audio)))) if len(audio) else 0.0
+            if len(audio) < FRAME or rms < SILENT_RMS:
+                raise BadAudio("silent or shorter than one frame")
+        except BadAudio as error:
+            warn(f"warning: skipped {path}: {error}")
+            continue
+        mel, mfcc = frame_features(audio * (BASE.target_rms / rms), rate)
+        mels.append(mel)
+        mfccs.append(mfcc)
+        seconds += len(audio) / rate
+    if not mels:
+        raise UserError(f"{folder}: no usable audio files ({len(paths)} found); give a folder "
+                        f"of .wav/.flac/.ogg/.mp3/.au files")
+    return {"mel": np.concatenate(mels), "mfcc": np.concatenate(mfccs), "clips": len(mels),
+            "seconds": seconds}
+
+
+def frechet_distance(x, y):
+    """Frechet distance between Gaussians fitted to the rows of x and of y ([n, d] each)."""
+    mean_x, mean_y = x.mean(axis=0), y.mean(axis=0)
+    cov_x, cov_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    # Tr((S_x S_y)^1/2) = Tr((S_x^1/2 S_y S_x^1/2)^1/2), a symmetric form with real eigenvalues.
+    root_x = scipy.linalg.sqrtm(cov_x).real
+    eigenvalues = np.linalg.eigvalsh(root_x @ cov_y @ root_x)
+    cross = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
+    distance = np.sum((mean_x - mean_y) ** 2) + np.trace(cov_x) + np.trace(cov_y) - 2 * cross
+    return max(0.0, float(distance))  # >= 0; rounding can leave -1e-10 for equal inputs
+
+
+def kernel_distance(x, y, subsets=20, subset_size=1000, seed=0):
+    """KID: the unbiased MMD^2 between rows of x and y under k(a, b) = (a.b / d + 1)^3,
+    averaged over random subsets of up to subset_size rows per side. Returns (mean, std)."""
+    rng = np.random.default_rng(seed)
+    size = min(subset_size, len(x), len(y))
+    kernel = lambda a, b: (a @ b.T / a.shape[1] + 1) ** 3  # noqa: E731
+    off_diagonal_mean = lambda k: (k.sum() - np.trace(k)) / (size * (size - 1))  # noqa: E731
+    estimates = []
+    for _ in range(subsets):
+        a = x[rng.choice(len(x), size, replace=False)]
+        b = y[rng.choice(len(y), size, replace=False)]
+        estimates.append(off_diagonal_mean(kernel(a, a)) + off_diagonal_mean(kernel(b, b))
+                         - 2 * kernel(a, b).mean())
+    return float(np.mean(estimates)), float(np.std(estimates))
+
+
+def distances(generated, reference, kid_subsets=20, kid_subset_size=1000):
+    """The scores of two `folder_features` results, as evaluate.py prints them."""
+    # Centred on the reference and divided by one overall spread, not per dimension: that would
+    # blow up the quiet dimensions' noise to the size of the loud ones'.
+    mean, std = reference["mfcc"].mean(axis=0), reference["mfcc"].std() + 1e-8
+    kid, kid_std = kernel_distance((generated["mfcc"] - mean) / std,
+                                   (reference["mfcc"] - mean) / std, kid_subsets, kid_subset_size)
+    return {"frechet_mel": frechet_distance(generated["mel"], reference["mel"]),
+            "frechet_mfcc": frechet_distance(generated["mfcc"], reference["mfcc"]),
+            "kid": kid, "kid_std": kid_std}
+
+
+def size_warning(generated, reference):
+    """A warning line when the two sides' clip counts or durations differ by more than 2x."""
+    for key in ("clips", "seconds"):
+        sizes = generated[key], reference[key]
+        if max(sizes) > 2 * min(sizes):
+            return (f"warning: the sides differ in size ({generated['clips']} clips, "
+                    f"{generated['seconds']:.0f} s generated; {reference['clips']} clips, "
+                    f"{reference['seconds']:.0f} s reference); Frechet distances shrink as "
+                    "samples grow, so compare only runs of equal sizes")
+    return None
+
+
+def main(_):
+    try:
+        check_flags("generated", "reference")
+        generated = folder_features(FLAGS.generated, FLAGS.sample_rate)
+        reference = folder_features(FLAGS.reference, FLAGS.sample_rate)
+    except UserError as error:
+        sys.exit(f"error: {error}")
+    warning = size_warning(generated, reference)
+    if warning:
+        print(warning, file=sys.stderr)
+    result = distances(generated, reference, FLAGS.kid_subsets, FLAGS.kid_subset_size)
+    result = {name: round(value, 6) for name, value in result.items()}
+    for name, side in (("generated", generated), ("reference", reference)):
+        result[name] = {"folder": FLAGS[name].value, "clips": side["clips"],
+                        "seconds": round(side["seconds"], 2), "frames": len(side["mel"])}
+    result["sample_rate"] = FLAGS.sample_rate
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    flags.DEFINE_string("generated", None, "Folder of generated audio (searched recursively).")
+    define_flags()
+    app.run(main, flags_parser=parse_flags)

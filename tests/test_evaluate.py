@@ -1,0 +1,108 @@
+"""evaluate.py: distances that rank real music, noise and tones the way a listener would."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile
+
+import evaluate
+from conftest import SHARED_MUSIC, tone, write_audio
+from test_bad_input import assert_one_line_refusal
+from test_cli import run
+
+RATE = 22050
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Two halves of the shared music (different excerpts of the same soundtracks), white
+    noise, sines, and the second half with white noise added at 20 dB SNR: 12 x 10 s each."""
+    root = tmp_path_factory.mktemp("evaluate")
+    rng = np.random.default_rng(0)
+    paths = sorted(os.path.join(folder, name) for folder, _, names in os.walk(SHARED_MUSIC)
+                   for name in names if name.endswith(".wav"))
+    assert len(paths) == 24
+    for index, path in enumerate(paths):
+        audio, rate = soundfile.read(path, dtype="float32")
+        half = "first" if index % 4 < 2 else "second"
+        write_audio(str(root / half / f"{index}.wav"), audio, rate)
+        if half == "second":
+            noise = rng.normal(size=audio.shape)
+            noise *= np.sqrt(np.mean(audio ** 2) / np.mean(noise ** 2)) / 10  # 20 dB below
+            write_audio(str(root / "noisy" / f"{index}.wav"),
+                        np.clip(audio + noise, -1, 1).astype(np.float32), rate)
+            write_audio(str(root / "white" / f"{index}.wav"),
+                        (0.1 * rng.normal(size=audio.shape)).astype(np.float32), rate)
+            write_audio(str(root / "sines" / f"{index}.wav"),
+                        tone(10, RATE, frequency=100 + 40 * index, amplitude=0.3), RATE)
+    return root
+
+
+@pytest.fixture(scope="module")
+def features(folders):
+    return {name: evaluate.folder_features(str(folders / name), 7350)
+            for name in ("first", "second", "noisy", "white", "sines")}
+
+
+@pytest.fixture(scope="module")
+def scores(features):
+    return {name: evaluate.distances(features[name], features["first"])
+            for name in ("first", "second", "noisy", "white", "sines")}
+
+
+def test_a_folder_against_itself_is_about_zero(scores):
+    real = scores["second"]
+    itself = scores["first"]
+    assert itself["frechet_mel"] < 1e-6 * real["frechet_mel"]
+    assert itself["frechet_mfcc"] < 1e-6 * real["frechet_mfcc"]
+    assert abs(itself["kid"]) < 0.05 * real["kid"]
+
+
+@pytest.mark.parametrize("other", ["white", "sines"])
+def test_noise_and_sines_are_far_further_than_other_real_music(scores, other):
+    for name in ("frechet_mel", "frechet_mfcc", "kid"):
+        assert scores[other][name] > 5 * scores["second"][name], name
+
+
+def test_noise_at_20_db_snr_increases_every_distance(scores):
+    for name in ("frechet_mel", "frechet_mfcc", "kid"):
+        assert scores["noisy"][name] > 1.2 * scores["second"][name], name
+
+
+def test_mel_filterbank_covers_the_spectrum_once():
+    bank = evaluate.mel_filterbank(7350, 257)
+    assert bank.shape == (257, 64) and (bank >= 0).all() and bank.max() <= 1
+    peaks = bank.argmax(axis=0)
+    assert (np.diff(peaks) >= 0).all() and peaks[-1] > 200  # ascending, up to Nyquist
+
+
+def test_cli_prints_one_json_object_and_warns_about_unequal_sizes(folders, tmp_path):
+    for index in range(3):
+        write_audio(str(tmp_path / "few" / f"{index}.wav"), tone(10, RATE, 300 + 50 * index), RATE)
+    result = run("evaluate.py", f"--generated={tmp_path / 'few'}",
+                 f"--reference={folders / 'first'}")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["generated"] == {"folder": str(tmp_path / "few"), "clips": 3,
+                                   "seconds": 30.0, "frames": report["generated"]["frames"]}
+    assert report["reference"]["clips"] == 12 and report["reference"]["seconds"] == 120.0
+    assert report["frechet_mel"] > 0 and report["kid_std"] > 0
+    assert "the sides differ in size" in result.stderr
+
+
+def test_cli_skips_a_broken_file_and_refuses_an_empty_folder(folders, tmp_path):
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "mixed" / "broken.wav").write_bytes(b"RIFF....")
+    write_audio(str(tmp_path / "mixed" / "fine.wav"), tone(5, RATE), RATE)
+    result = run("evaluate.py", f"--generated={tmp_path / 'mixed'}",
+                 f"--reference={folders / 'first'}")
+    assert result.returncode == 0, result.stderr
+    assert "skipped" in result.stderr and "broken.wav" in result.stderr
+    assert json.loads(result.stdout)["generated"]["clips"] == 1
+    (tmp_path / "empty").mkdir()
+    assert_one_line_refusal(run("evaluate.py", f"--generated={tmp_path / 'empty'}",
+                                f"--reference={folders / 'first'}"), "no usable audio files")
+    assert_one_line_refusal(run("evaluate.py", f"--generated={tmp_path / 'nowhere'}",
+                                f"--reference={folders / 'first'}"), "not an existing folder")
