@@ -41,6 +41,10 @@ flags.DEFINE_enum("variance", "beta_tilde", samplers.VARIANCES,
                   "Reverse-step variance for ddpm and fast.")
 flags.DEFINE_float("eta", 0.0, "DDIM noise: 0 deterministic, 1 as ancestral.")
 flags.DEFINE_boolean("clip_x0", False, "Clip each step's predicted clean signal to [-1, 1].")
+flags.DEFINE_integer("corrector_steps", 0, "Langevin corrector steps before each sampler step "
+                     "(predictor-corrector sampling; each is one more network call).")
+flags.DEFINE_float("corrector_snr", 0.16, "Signal-to-noise ratio that sets the corrector's "
+                   "step size, 2 alpha_t (snr sigma_t)^2.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_string("output_dir", "samples", "Folder for the WAV files (created if missing).")
 flags.DEFINE_integer("output_rate", None, "Sample rate of the files; the model's own rate by "
@@ -64,7 +68,7 @@ class Progress:
         self.terminal = sys.stderr.isatty()
 
     def advance(self, *_):
-        """Called after each window of each step of each batch."""
+        """Called after each window of each network call of each batch."""
         self.done += 1
         now = time.perf_counter()
         if now - self.shown < (0.2 if self.terminal else 5.0) and self.done < self.total:
@@ -131,9 +135,11 @@ def check_output_dir(path):
 
 
 def generate():
-    for name in ("num_samples", "batch_size", "window"):
+    for name in ("num_samples", "batch_size", "window", "corrector_snr"):
         if FLAGS[name].value <= 0:
             raise UserError(f"--{name} must be > 0 (got {FLAGS[name].value})")
+    if FLAGS.corrector_steps < 0:
+        raise UserError(f"--corrector_steps must be >= 0 (got {FLAGS.corrector_steps})")
     params = checkpoints.load_params(FLAGS.model_dir)
     output_rate = FLAGS.output_rate or params.sample_rate
     if output_rate <= 0:
@@ -146,14 +152,16 @@ def generate():
 
     batches = math.ceil(FLAGS.num_samples / FLAGS.batch_size)
     progress = Progress(f"{FLAGS.num_samples} x {output_samples / output_rate:g} s, "
-                        f"{FLAGS.sampler}", batches, len(plan),
+                        f"{FLAGS.sampler}", batches, len(plan) * (1 + FLAGS.corrector_steps),
                         math.ceil(model_samples / FLAGS.window))
     windowed = samplers.windowed_network(model, FLAGS.window, progress.advance, FLAGS.jit)
     started = time.perf_counter()
     for first in range(0, FLAGS.num_samples, FLAGS.batch_size):
         count = min(FLAGS.batch_size, FLAGS.num_samples - first)
         audio = samplers.run(plan, windowed, [count, model_samples, 1],
-                             samplers.example_noise(FLAGS.seed, first), FLAGS.clip_x0)
+                             samplers.example_noise(FLAGS.seed, first), FLAGS.clip_x0,
+                             corrector_steps=FLAGS.corrector_steps,
+                             corrector_snr=FLAGS.corrector_snr)
         for offset, clip in enumerate(audio.numpy()[..., 0]):
             # Clipped after resampling, whose filter can overshoot: 16-bit WAV must stay in +-1.
             clip = np.clip(resample(clip, params.sample_rate, output_rate)[:output_samples],

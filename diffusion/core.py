@@ -141,6 +141,20 @@ class Diffusion:
         sigma = self._broadcast(tf.where(t > 0, sigma, tf.zeros_like(sigma)), x_t)
         return self.posterior_mean(x_t, t, eps) + sigma * noise
 
+    def langevin_step(self, x_t, t, eps, noise, snr=0.16):
+        """One Langevin corrector step at noise level t (Song et al. 2021, predictor-corrector
+        sampling, VP form): x + step * score + sqrt(2 step) * noise, score = -eps / sigma_t,
+        sigma_t = sqrt(1 - abar_t).
+
+        Song et al. set step = 2 alpha_t (snr |noise| / |score|)^2 from the batch's norms. Here
+        the norms are their expectations, |noise|^2 = d and |score|^2 = d / sigma_t^2, so
+        step = 2 alpha_t (snr sigma_t)^2: the same size for every example (no dependence on
+        batch-mates) and no blow-up where one example's score happens to be near zero.
+        """
+        sigma = self._per_example(self.noise_rates, t, x_t)
+        step = 2 * self._per_example(1 - self.betas, t, x_t) * tf.square(snr * sigma)
+        return x_t - step * eps / sigma + tf.sqrt(2 * step) * noise
+
     def ddim_step(self, x_t, t, t_previous, eps, noise, eta=0.0):
         """One DDIM step from t to an earlier t_previous (-1 means the clean signal).
 

@@ -94,7 +94,8 @@ def example_noise(seed, first_example):
     return noise
 
 
-def run(plan, model, shape, noise, clip_x0=False, on_step=None):
+def run(plan, model, shape, noise, clip_x0=False, on_step=None, corrector_steps=0,
+        corrector_snr=0.16):
     """Walks a plan from pure noise.
 
     Args:
@@ -104,13 +105,21 @@ def run(plan, model, shape, noise, clip_x0=False, on_step=None):
       noise: (index, shape) -> standard normal noise; index 0 draws x_T, k the noise of step k.
       clip_x0: clip each step's predicted x0 to [-1, 1].
       on_step: called with the number of steps done after each.
+      corrector_steps: Langevin corrector steps (`Diffusion.langevin_step`, signal-to-noise
+        ratio `corrector_snr`) at each step's noise level before its update: predictor-corrector
+        sampling, each corrector step one more network call.
     Returns:
       float32 tensor of `shape`.
     """
     x = noise(0, shape)
     for number, step in enumerate(plan, 1):
         t = tf.fill([shape[0]], tf.constant(step.index, tf.int32))
-        eps = model(x, tf.fill([shape[0]], tf.constant(step.model_step, tf.float32)))
+        model_steps = tf.fill([shape[0]], tf.constant(step.model_step, tf.float32))
+        for corrector in range(corrector_steps):
+            stream = len(plan) + 1 + (number - 1) * corrector_steps + corrector
+            x = step.schedule.langevin_step(x, t, model(x, model_steps), noise(stream, shape),
+                                            corrector_snr)
+        eps = model(x, model_steps)
         if clip_x0:
             eps = step.schedule.clip_x0(x, t, eps)
         x = step.update(x, t, eps, noise(number, shape))

@@ -62,6 +62,8 @@ def test_train_refuses_a_model_dir_that_is_a_file(tmp_path):
     (["--sampler=ddim", "--steps=0"], "--steps=0: ddim needs 1 to 50"),
     (["--checkpoint=ckpt-999"], "--checkpoint=ckpt-999 not found"),
     (["--inter_op_threads=-3"], "--inter_op_threads must be >= 0"),
+    (["--corrector_steps=-1"], "--corrector_steps must be >= 0"),
+    (["--corrector_snr=0"], "--corrector_snr must be > 0"),
 ])
 def test_generate_refuses_bad_flags_and_writes_nothing(model_dir, tmp_path, flags,  # noqa: F811
                                                        expected):

@@ -173,3 +173,29 @@ def test_swiss_roll_trains_and_every_sampler_lands_close_to_the_data(swiss_roll_
     assert np.isfinite(samples).all()
     assert sliced_wasserstein(samples, reference) * factor <= sliced_wasserstein(gaussian,
                                                                                  reference)
+
+
+@pytest.mark.parametrize("sampler", ["ddim10", "fast8", "ddpm"])
+def test_langevin_correctors_do_not_make_the_swiss_roll_worse(swiss_roll_denoiser, sampler):
+    diffusion, model = swiss_roll_denoiser
+    plan = SWISS_ROLL_PLANS[sampler][0](diffusion)
+    reference = swiss_roll(2000, 1)
+    distances = {}
+    for corrector_steps in (0, 2):
+        samples = samplers.run(plan, model, [2000, 2], samplers.batch_noise(3),
+                               corrector_steps=corrector_steps).numpy()
+        assert np.isfinite(samples).all()
+        distances[corrector_steps] = sliced_wasserstein(samples, reference)
+    assert distances[2] <= 1.05 * distances[0]
+
+
+def test_langevin_step_matches_its_closed_form(diffusion):
+    t = tf.constant([10, 150])
+    x = tf.random.stateless_normal([2, 50, 1], [3, 4])
+    eps = tf.random.stateless_normal([2, 50, 1], [5, 6])
+    noise = tf.random.stateless_normal([2, 50, 1], [1, 2])
+    moved = diffusion.langevin_step(x, t, eps, noise, snr=0.2).numpy()
+    sigma = np.sqrt(1 - diffusion.alpha_bars64[[10, 150]])[:, None, None]
+    step = 2 * (1 - diffusion.betas64[[10, 150]])[:, None, None] * (0.2 * sigma) ** 2
+    expected = x.numpy() + step * (-eps.numpy() / sigma) + np.sqrt(2 * step) * noise.numpy()
+    np.testing.assert_allclose(moved, expected, rtol=1e-5, atol=1e-6)

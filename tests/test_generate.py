@@ -63,3 +63,13 @@ def test_clip_does_not_depend_on_batching_or_windowing(model_dir, tmp_path):
 def test_rates_lengths_and_samplers(model_dir, tmp_path, flags, rate, length):
     [(audio, file_rate)] = read_all(written(generate(model_dir, tmp_path, *flags)))
     assert file_rate == rate and audio.shape == (length,) and np.isfinite(audio).all()
+
+
+def test_corrector_steps_change_the_clip_and_cost_network_calls(model_dir, tmp_path):
+    plain = generate(model_dir, tmp_path / "plain", "--samples=2000")
+    corrected = generate(model_dir, tmp_path / "corrected", "--samples=2000",
+                         "--corrector_steps=2")
+    [(without, _)], [(with_correctors, _)] = read_all(written(plain)), read_all(written(corrected))
+    assert np.isfinite(with_correctors).all() and with_correctors.shape == without.shape
+    assert np.abs(with_correctors - without).max() > 1e-3
+    assert "step 18/18" in corrected.stderr  # 6 fast steps x (1 + 2 correctors)
