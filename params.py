@@ -53,6 +53,7 @@ def first_line(error):
 
 BETA_SCHEDULES = ("linear", "quadratic", "sigmoid", "cosine")
 LOSSES = ("l2", "l1")
+NOISE_CONDITIONINGS = ("step", "continuous")
 
 
 def _field(default, group, doc):
@@ -106,6 +107,11 @@ class Params:
     beta_start: float = _field(1e-4, "diffusion", "beta_1 (unused by cosine).")
     beta_end: float = _field(0.02, "diffusion", "beta_T (unused by cosine).")
     loss: str = _field("l2", "diffusion", "Noise-prediction loss: l2 (mean squared) or l1.")
+    noise_conditioning: str = _field(
+        "step", "diffusion", "What training tells the network: step, the integer step t; or "
+        "continuous (WaveGrad), a noise level sqrt(abar) drawn uniformly between steps t-1 and "
+        "t, given as the fractional step of that level, so any inference schedule is in "
+        "distribution.")
 
     # --- train: optimisation and how batches are drawn ----------------------------------
     batch_size: int = _field(16, "train", "Clips per training batch (global batch).")
@@ -141,6 +147,9 @@ class Params:
                             f"(got {self.beta_schedule!r})")
         if self.loss not in LOSSES:
             raise UserError(f"params: loss must be one of {LOSSES} (got {self.loss!r})")
+        if self.noise_conditioning not in NOISE_CONDITIONINGS:
+            raise UserError(f"params: noise_conditioning must be one of {NOISE_CONDITIONINGS} "
+                            f"(got {self.noise_conditioning!r})")
         if not self.beta_start < self.beta_end < 1.0:
             raise UserError(f"params: need 0 < beta_start < beta_end < 1 (got {self.beta_start}"
                             f", {self.beta_end})")

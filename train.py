@@ -115,7 +115,7 @@ def with_training_noise(dataset, diffusion, seed, first_step):
     batch is split across replicas, so one device or several train on the same numbers and a
     resumed run draws, step for step, the noise an uninterrupted one would have.
 
-    Returns a dataset of (x0 [batch, time, 1], t int32 [batch], noise [batch, time, 1]).
+    Returns a dataset of (x0 [batch, time, 1], steps float32 [batch], noise [batch, time, 1]).
     """
     seed = tf.constant(seed, tf.int64)
     return dataset.enumerate(first_step).map(
@@ -182,17 +182,17 @@ class Trainer:
         results = self.strategy.experimental_local_results(self.strategy.run(spread, (step,)))
         return results[0] > 0
 
-    def _gradients(self, x0, t, noise):
+    def _gradients(self, x0, steps, noise):
         """This replica's share of the global mean loss and its (loss-scaled) gradients."""
         with tf.GradientTape() as tape:
             loss = self.diffusion.training_loss(
-                lambda x, steps: self.model((x, steps), training=True), x0, t, noise)
+                lambda x, s: self.model((x, s), training=True), x0, steps, noise)
             loss = loss / self.replicas  # the optimizer sums the replicas' gradients
             scaled = self.optimizer.scale_loss(loss)
         return loss, tape.gradient(scaled, self.model.trainable_variables)
 
-    def _replica_step(self, x0, t, noise):
-        loss, gradients = self.gradients(x0, t, noise)
+    def _replica_step(self, x0, steps, noise):
+        loss, gradients = self.gradients(x0, steps, noise)
         # The last layer's residual projection feeds nothing: no gradient.
         pairs = [(gradient, weight) for gradient, weight in
                  zip(gradients, self.model.trainable_variables) if gradient is not None]
@@ -210,7 +210,7 @@ class Trainer:
 
     @tf.function
     def train_step(self, batch):
-        """One Adam step on a distributed (x0, t, noise) batch (`with_training_noise`);
+        """One Adam step on a distributed (x0, steps, noise) batch (`with_training_noise`);
         returns (global mean loss, gradient norm before clipping)."""
         losses, norms = self.strategy.run(self._replica_step, args=batch)
         decay = self.params.ema_decay

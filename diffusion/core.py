@@ -37,13 +37,14 @@ def beta_schedule(kind, steps, start, end):
 class Diffusion:
     """The noise schedule and every formula that uses it: one place for the math."""
 
-    def __init__(self, betas, loss="l2"):
+    def __init__(self, betas, loss="l2", conditioning="step"):
         betas = np.asarray(betas, np.float64)
         alphas = 1.0 - betas
         alpha_bars = np.cumprod(alphas)
         previous = np.concatenate([[1.0], alpha_bars[:-1]])
         self.steps = len(betas)
         self.loss_kind = loss
+        self.conditioning = conditioning
         self.betas64, self.alpha_bars64 = betas, alpha_bars
         constant = lambda values: tf.constant(values, tf.float32)  # noqa: E731
         self.betas = constant(betas)
@@ -53,11 +54,14 @@ class Diffusion:
         self.posterior_variances = constant(betas * (1 - previous) / (1 - alpha_bars))
         self.eps_coefficients = constant(betas / np.sqrt(1 - alpha_bars))
         self.inverse_sqrt_alphas = constant(1 / np.sqrt(alphas))
+        # 1 - sqrt(abar) at steps -1 (clean), 0, ..., T-1: interpolated for fractional steps;
+        # kept as the deficit from 1 so sigma near t = 0 keeps float32's relative precision.
+        self.signal_deficits = constant(np.concatenate([[0.0], 1 - np.sqrt(alpha_bars)]))
 
     @classmethod
     def from_params(cls, params):
         return cls(beta_schedule(params.beta_schedule, params.noise_steps, params.beta_start,
-                                 params.beta_end), params.loss)
+                                 params.beta_end), params.loss, params.noise_conditioning)
 
     def fractional_steps(self, alpha_bars):
         """The training steps, fractional, whose noise level sqrt(abar) matches each given abar.
@@ -88,11 +92,33 @@ class Diffusion:
         return self._broadcast(tf.gather(values, t), x)
 
     def draw(self, x0, seed):
-        """The randomness of one training batch from a stateless seed [2] (any int dtype):
-        (t int32 [batch], one uniform step per example; eps shaped like x0)."""
-        step_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        t = tf.random.stateless_uniform([tf.shape(x0)[0]], step_seed, 0, self.steps, tf.int32)
-        return t, tf.random.stateless_normal(tf.shape(x0), noise_seed, dtype=x0.dtype)
+        """The randomness of one training batch from a stateless seed [2] (any int dtype).
+
+        Returns (steps float32 [batch], eps shaped like x0): one uniform integer step t per
+        example, or with continuous conditioning a step uniform in (t - 1, t], whose noise
+        level sqrt(abar) is then uniform between those of t - 1 and t (see `rates`).
+        """
+        step_seed, offset_seed, noise_seed = tf.unstack(
+            tf.random.experimental.stateless_split(seed, 3))
+        batch = tf.shape(x0)[0]
+        steps = tf.cast(tf.random.stateless_uniform([batch], step_seed, 0, self.steps, tf.int32),
+                        tf.float32)
+        if self.conditioning == "continuous":
+            steps -= tf.random.stateless_uniform([batch], offset_seed)
+        return steps, tf.random.stateless_normal(tf.shape(x0), noise_seed, dtype=x0.dtype)
+
+    def rates(self, steps):
+        """(sqrt(abar), sqrt(1 - abar)) at float steps in [-1, T - 1], each float32 [batch]:
+        exact at integers, sqrt(abar) linear in between (as `fractional_steps` assumes); step
+        -1 is the clean signal."""
+        position = steps + 1
+        low = tf.floor(position)
+        weight = position - low
+        low = tf.cast(low, tf.int32)
+        high = tf.minimum(low + 1, self.steps)
+        deficit = ((1 - weight) * tf.gather(self.signal_deficits, low)
+                   + weight * tf.gather(self.signal_deficits, high))
+        return 1 - deficit, tf.sqrt(deficit * (2 - deficit))
 
     def q_sample(self, x0, t, noise):
         """x_t given x_0, int32 t [batch] and eps (same shape as x0)."""
@@ -104,16 +130,17 @@ class Diffusion:
         error = noise - predicted
         return tf.reduce_mean(tf.abs(error) if self.loss_kind == "l1" else tf.square(error))
 
-    def training_loss(self, model, x0, t, noise):
-        """Noises x0 to step t and scores the model's noise prediction.
+    def training_loss(self, model, x0, steps, noise):
+        """Noises x0 to the given steps and scores the model's noise prediction.
 
         Args:
-          model: callable (x_t, t as float32 [batch]) -> predicted eps, shaped like x_t.
+          model: callable (x_t, steps float32 [batch]) -> predicted eps, shaped like x_t.
           x0: clean data [batch, ...].
-          t, noise: int32 [batch] and eps shaped like x0, as `draw` returns them.
+          steps, noise: float32 [batch] and eps shaped like x0, as `draw` returns them.
         """
-        x_t = self.q_sample(x0, t, noise)
-        return self.loss(noise, tf.cast(model(x_t, tf.cast(t, tf.float32)), noise.dtype))
+        signal_rate, noise_rate = self.rates(steps)
+        x_t = self._broadcast(signal_rate, x0) * x0 + self._broadcast(noise_rate, x0) * noise
+        return self.loss(noise, tf.cast(model(x_t, steps), noise.dtype))
 
     def predict_x0(self, x_t, t, eps):
         return ((x_t - self._per_example(self.noise_rates, t, x_t) * eps)

@@ -73,3 +73,18 @@ def test_corrector_steps_change_the_clip_and_cost_network_calls(model_dir, tmp_p
     assert np.isfinite(with_correctors).all() and with_correctors.shape == without.shape
     assert np.abs(with_correctors - without).max() > 1e-3
     assert "step 18/18" in corrected.stderr  # 6 fast steps x (1 + 2 correctors)
+
+
+def test_continuous_noise_conditioning_trains_tiny_and_generates(tmp_path):
+    model_dir = tmp_path / "continuous"
+    trained = run("train.py", "--preset=tiny", "--synthetic_tones=32", "--max_steps=30",
+                  "--log_every=10", "--noise_conditioning=continuous",
+                  f"--model_dir={model_dir}", f"--cache_dir={tmp_path / 'cache'}")
+    assert trained.returncode == 0, trained.stderr
+    losses = [float(word) for line in trained.stdout.splitlines() if line.startswith("step ")
+              for word in line.split()[3:4]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert '"noise_conditioning": "continuous"' in (model_dir / "params.json").read_text()
+    [(audio, _)] = read_all(written(generate(model_dir, tmp_path / "out", "--samples=2000",
+                                             "--fast_schedule=2e-4,3e-3,0.03,0.3")))
+    assert audio.shape == (2000,) and np.isfinite(audio).all() and np.abs(audio).max() > 0
