@@ -87,37 +87,61 @@ def frame_features(audio, rate):
     return log_mel, np.concatenate([mfcc, delta], axis=1)
 
 
-def folder_features(folder, rate, warn=lambda message: print(message, file=sys.stderr)):
-    """Frames of every usable file under `folder`, each file at the training RMS.
+def clip_features(audio, rate):
+    """`frame_features` of one clip brought to the training RMS (level is not scored).
 
-    Returns:
-      dict with "mel" [frames, 64], "mfcc" [frames, 40], "clips" and "seconds".
+    Raises:
+      BadAudio: silent, or shorter than one frame.
+    """
+    rms = float(np.sqrt(np.mean(np.square(audio)))) if len(audio) else 0.0
+    if len(audio) < FRAME or rms < SILENT_RMS:
+        raise BadAudio("silent or shorter than one frame")
+    return frame_features(audio * (BASE.target_rms / rms), rate)
+
+
+def pooled(features, seconds):
+    """One side's frames: a list of `clip_features` results and its total seconds -> the dict
+    `distances` takes ("mel" [frames, 64], "mfcc" [frames, 40], "clips", "seconds")."""
+    return {"mel": np.concatenate([mel for mel, _ in features]),
+            "mfcc": np.concatenate([mfcc for _, mfcc in features]), "clips": len(features),
+            "seconds": seconds}
+
+
+def clips_features(clips, rate):
+    """The pooled frames of generated clips, float [n, time] clipped to [-1, 1]; silent clips are
+    left out. None when every clip is silent."""
+    features = []
+    for clip in np.clip(clips, -1, 1):
+        try:
+            features.append(clip_features(clip, rate))
+        except BadAudio:
+            continue
+    return pooled(features, len(features) * clips.shape[1] / rate) if features else None
+
+
+def folder_features(folder, rate, warn=lambda message: print(message, file=sys.stderr)):
+    """The pooled frames of every usable file under `folder`.
+
     Raises:
       UserError: no folder, or no usable audio in it.
     """
     if not os.path.isdir(folder):
         raise UserError(f"{folder}: not an existing folder")
     paths = find_audio_files(folder)
-    mels, mfccs, seconds = [], [], 0.0
+    features, seconds = [], 0.0
     for path in paths:
         try:
             probe(path, rate)
             audio = decode_with_soundfile(path, rate)
-            rms = float(np.sqrt(np.mean(np.square(audio)))) if len(audio) else 0.0
-            if len(audio) < FRAME or rms < SILENT_RMS:
-                raise BadAudio("silent or shorter than one frame")
+            features.append(clip_features(audio, rate))
         except BadAudio as error:
             warn(f"warning: skipped {path}: {error}")
             continue
-        mel, mfcc = frame_features(audio * (BASE.target_rms / rms), rate)
-        mels.append(mel)
-        mfccs.append(mfcc)
         seconds += len(audio) / rate
-    if not mels:
+    if not features:
         raise UserError(f"{folder}: no usable audio files ({len(paths)} found); give a folder "
                         f"of .wav/.flac/.ogg/.mp3/.au files")
-    return {"mel": np.concatenate(mels), "mfcc": np.concatenate(mfccs), "clips": len(mels),
-            "seconds": seconds}
+    return pooled(features, seconds)
 
 
 def frechet_distance(x, y):
@@ -134,9 +158,10 @@ def frechet_distance(x, y):
 
 def kernel_distance(x, y, subsets=20, subset_size=1000, seed=0):
     """KID: the unbiased MMD^2 between rows of x and y under k(a, b) = (a.b / d + 1)^3,
-    averaged over random subsets of up to subset_size rows per side. Returns (mean, std)."""
+    averaged over random subsets of up to subset_size rows per side (at most half of each side,
+    so that the subsets differ and the spread means something). Returns (mean, std)."""
     rng = np.random.default_rng(seed)
-    size = min(subset_size, len(x), len(y))
+    size = max(2, min(subset_size, len(x) // 2, len(y) // 2))
     kernel = lambda a, b: (a @ b.T / a.shape[1] + 1) ** 3  # noqa: E731
     off_diagonal_mean = lambda k: (k.sum() - np.trace(k)) / (size * (size - 1))  # noqa: E731
     estimates = []

@@ -34,7 +34,8 @@ flags.DEFINE_integer("num_samples", 1, "How many clips to write.")
 flags.DEFINE_integer("batch_size", 1, "Clips generated together (faster on a GPU, more memory).")
 flags.DEFINE_enum("sampler", "fast", samplers.SAMPLERS, "fast: DiffWave's few-step schedule "
                   "(--fast_schedule); ddim: --steps evenly spaced steps; ddpm: all T steps.")
-flags.DEFINE_integer("steps", None, "Steps for ddim (default: the model's sample_steps).")
+flags.DEFINE_integer("steps", None, "Steps for ddim (default: the model's sample_steps); for "
+                     "fast, use the schedule search_schedule.py found for this many steps.")
 flags.DEFINE_list("fast_schedule", [str(beta) for beta in samplers.FAST_SCHEDULE],
                   "Inference betas for --sampler=fast, comma separated.")
 flags.DEFINE_enum("variance", "beta_tilde", samplers.VARIANCES,
@@ -90,15 +91,19 @@ class Progress:
 def make_plan(params):
     """The chosen sampler's plan; UserError for flags that do not fit it."""
     diffusion = Diffusion.from_params(params)
-    if FLAGS.steps is not None and FLAGS.sampler != "ddim":
-        raise UserError(f"--steps applies to --sampler=ddim; {FLAGS.sampler} takes "
-                        + ("--fast_schedule" if FLAGS.sampler == "fast" else
-                           f"all {diffusion.steps} training steps"))
+    if FLAGS.steps is not None and FLAGS.sampler == "ddpm":
+        raise UserError(f"--steps applies to ddim and fast; ddpm takes all {diffusion.steps} "
+                        "training steps")
     if FLAGS.sampler == "ddpm":
         return samplers.ddpm_plan(diffusion, FLAGS.variance)
     if FLAGS.sampler == "ddim":
         steps = params.sample_steps if FLAGS.steps is None else FLAGS.steps
         return samplers.ddim_plan(diffusion, steps, FLAGS.eta)
+    if FLAGS.steps is not None:
+        if FLAGS["fast_schedule"].present:
+            raise UserError("give --steps (a searched schedule) or --fast_schedule, not both")
+        return samplers.fast_plan(diffusion, samplers.load_schedule(FLAGS.model_dir, FLAGS.steps),
+                                  FLAGS.variance)
     try:
         betas = [float(beta) for beta in FLAGS.fast_schedule]
     except ValueError:

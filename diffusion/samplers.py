@@ -6,7 +6,9 @@ network is reached through `model(x_t, t)` (t float32 [batch], fractional for `f
 `windowed` makes such a model that evaluates any length in overlapping windows.
 """
 
+import json
 import math
+import os
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -75,6 +77,28 @@ def fast_plan(diffusion, betas=FAST_SCHEDULE, variance="beta_tilde"):
             f"[{diffusion.alpha_bars64[-1]:.4g}, {diffusion.alpha_bars64[0]:.4g}]; change or drop it")
     update = lambda x, s, eps, noise: inference.reverse_step(x, s, eps, noise, variance)  # noqa: E731
     return [Step(float(model_steps[s]), inference, s, update) for s in reversed(range(len(betas)))]
+
+
+def schedule_path(model_dir, steps):
+    """Where search_schedule.py keeps the fast schedule it found for `steps` steps."""
+    return os.path.join(model_dir, "schedules", f"{steps}.json")
+
+
+def load_schedule(model_dir, steps):
+    """The betas search_schedule.py found for `steps`, or UserError when there are none."""
+    path = schedule_path(model_dir, steps)
+    try:
+        with open(path) as f:
+            betas = json.load(f)["betas"]
+    except FileNotFoundError:
+        raise UserError(f"no searched {steps}-step schedule ({path}); run search_schedule.py "
+                        f"--model_dir={model_dir} --steps={steps} --reference=DIR, or give "
+                        "--fast_schedule") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{path}: cannot read the schedule ({error})") from None
+    if len(betas) != steps:
+        raise UserError(f"{path} holds {len(betas)} betas, not {steps}; search again")
+    return [float(beta) for beta in betas]
 
 
 def batch_noise(seed):

@@ -106,7 +106,10 @@ MODEL_DIR_CASES = {  # case: (flags given the trained model dir and a temp folde
     "fast beta outside training": (lambda model, tmp: ["--fast_schedule=1e-4,0.99,0.99"],
                                    "fast schedule beta 0.99"),
     "output under a file": (lambda model, tmp: [], "cannot be written"),
-    "steps with fast": (lambda model, tmp: ["--steps=4"], "--steps applies to --sampler=ddim"),
+    "fast steps never searched": (lambda model, tmp: ["--steps=4"],
+                                  "no searched 4-step schedule"),
+    "steps with ddpm": (lambda model, tmp: ["--sampler=ddpm", "--steps=4"],
+                        "--steps applies to ddim and fast"),
 }
 
 
