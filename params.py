@@ -54,6 +54,7 @@ def first_line(error):
 BETA_SCHEDULES = ("linear", "quadratic", "sigmoid", "cosine")
 LOSSES = ("l2", "l1")
 NOISE_CONDITIONINGS = ("step", "continuous")
+ADDED_LATER = {"noise_conditioning": "step"}
 
 
 def _field(default, group, doc):
@@ -186,6 +187,8 @@ class Params:
     def from_dict(cls, values, source="params"):
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
+        # Fields added after params.json files existed: absent means what those runs did.
+        values = {**ADDED_LATER, **values}
         missing = sorted(names - set(values))
         if unknown or missing:
             problems = []

@@ -74,3 +74,16 @@ def test_every_field_has_a_group():
     assert groups == {"data", "model", "diffusion", "train"}
     assert "clip_samples" in params_lib.preset("tiny").group("data")
     assert "batch_size" not in params_lib.preset("tiny").group("data")
+
+
+def test_params_json_from_before_noise_conditioning_loads_as_step(tmp_path):
+    path = tmp_path / "params.json"
+    params_lib.preset("tiny").save(str(path))
+    values = json.loads(path.read_text())
+    del values["noise_conditioning"]
+    path.write_text(json.dumps(values))
+    assert params_lib.Params.load(str(path)).noise_conditioning == "step"
+    del values["residual_layers"]
+    path.write_text(json.dumps(values))
+    with pytest.raises(params_lib.UserError, match="missing keys \\['residual_layers'\\]"):
+        params_lib.Params.load(str(path))
