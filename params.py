@@ -46,6 +46,16 @@ def parse_flags(argv):
     return remaining
 
 
+def write_json(path, values):
+    """Writes `values` as indented JSON, atomically (temp name, then rename): a reader never
+    sees half a file."""
+    temp_path = f"{path}.tmp-{os.getpid()}"
+    with open(temp_path, "w") as f:
+        json.dump(values, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(temp_path, path)
+
+
 def first_line(error):
     """The first line of an exception's message, for one-line reports."""
     return (str(error).strip() or type(error).__name__).splitlines()[0]
@@ -176,12 +186,7 @@ class Params:
         return dataclasses.asdict(self)
 
     def save(self, path):
-        """Writes the params as JSON, atomically (temp name, then rename)."""
-        temp_path = f"{path}.tmp-{os.getpid()}"
-        with open(temp_path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(temp_path, path)
+        write_json(path, self.to_dict())
 
     @classmethod
     def from_dict(cls, values, source="params"):

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import evaluate  # noqa: E402
 from diffusion import Diffusion, samplers  # noqa: E402
 from network import checkpoints  # noqa: E402
-from params import UserError, parse_flags  # noqa: E402
+from params import UserError, parse_flags, write_json  # noqa: E402
 
 METRICS = ("frechet_mel", "frechet_mfcc", "kid")
 FIRST_BETAS = (1e-4, 3e-4, 1e-3, 3e-3)
@@ -115,11 +115,7 @@ def search():
               "num_samples": FLAGS.num_samples, "seconds": FLAGS.seconds,
               "default_score": next((result[FLAGS.metric] for result in results
                                      if result["betas"] == list(samplers.FAST_SCHEDULE)), None)}
-    temp_path = f"{path}.tmp-{os.getpid()}"
-    with open(temp_path, "w") as f:
-        json.dump(record, f, indent=2)
-        f.write("\n")
-    os.replace(temp_path, path)
+    write_json(path, record)
     print(json.dumps(record))
 
 
