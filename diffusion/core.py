@@ -120,10 +120,11 @@ class Diffusion:
                    + weight * tf.gather(self.signal_deficits, high))
         return 1 - deficit, tf.sqrt(deficit * (2 - deficit))
 
-    def q_sample(self, x0, t, noise):
-        """x_t given x_0, int32 t [batch] and eps (same shape as x0)."""
-        return (self._per_example(self.signal_rates, t, x0) * x0
-                + self._per_example(self.noise_rates, t, x0) * noise)
+    def q_sample(self, x0, steps, noise):
+        """x_t given x_0, steps [batch] (integers, or fractional levels, see `rates`) and eps
+        (same shape as x0)."""
+        signal_rate, noise_rate = self.rates(tf.cast(steps, tf.float32))
+        return self._broadcast(signal_rate, x0) * x0 + self._broadcast(noise_rate, x0) * noise
 
     def loss(self, noise, predicted):
         """Mean over every element of (eps - eps_theta)^2, or |.| for l1: a scalar."""
@@ -138,8 +139,7 @@ class Diffusion:
           x0: clean data [batch, ...].
           steps, noise: float32 [batch] and eps shaped like x0, as `draw` returns them.
         """
-        signal_rate, noise_rate = self.rates(steps)
-        x_t = self._broadcast(signal_rate, x0) * x0 + self._broadcast(noise_rate, x0) * noise
+        x_t = self.q_sample(x0, steps, noise)
         return self.loss(noise, tf.cast(model(x_t, steps), noise.dtype))
 
     def predict_x0(self, x_t, t, eps):
