@@ -43,6 +43,11 @@ def held_out_tones(folder, seed, count, params):
         write_wav(os.path.join(folder, f"tone{index:03d}.wav"), audio, rate)
 
 
+def rounded_distances(generated, reference):
+    return {name: round(value, 4)
+            for name, value in evaluate.distances(generated, reference).items()}
+
+
 def run(script, *args):
     result = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT,
                             capture_output=True, text=True)
@@ -75,15 +80,13 @@ def main(_):
     result = {"train_steps": FLAGS.steps, "clips": FLAGS.clips,
               "searched_betas": searched["betas"], "scores": {}}
     # The floor: other held-out tones, as close as a perfect model's samples would come.
-    result["scores"]["held_out_tones"] = {
-        key: round(value, 4) for key, value in evaluate.distances(
-            evaluate.folder_features(folders["search"], params.sample_rate), reference).items()}
+    result["scores"]["held_out_tones"] = rounded_distances(
+        evaluate.folder_features(folders["search"], params.sample_rate), reference)
     for name, plan in plans.items():
         audio = samplers.run(plan, model, [FLAGS.clips, params.clip_samples, 1],
                              samplers.example_noise(1, 0)).numpy()[..., 0]
-        generated = evaluate.clips_features(audio, params.sample_rate)
-        result["scores"][name] = {key: round(value, 4) for key, value in
-                                  evaluate.distances(generated, reference).items()}
+        result["scores"][name] = rounded_distances(
+            evaluate.clips_features(audio, params.sample_rate), reference)
     ddpm = result["scores"]["ddpm"]["frechet_mel"]
     for name in ("fast6", "fast6_searched"):
         result[f"{name}_over_ddpm"] = round(result["scores"][name]["frechet_mel"] / ddpm, 3)
