@@ -129,7 +129,8 @@ class Trainer:
     Only the chief writes checkpoints and summaries.
     """
 
-    def __init__(self, params, prepared, model_dir, strategy=None, jit=False):
+    def __init__(self, params, prepared, model_dir, strategy=None, jit=False,
+                 dilated_conv="direct"):
         self.params = params
         self.diffusion = Diffusion.from_params(params)
         self.prepared = prepared
@@ -137,8 +138,8 @@ class Trainer:
         self.replicas = check_replicas(params, self.strategy)
         self.is_chief = runtime.is_chief(self.strategy)
         with self.strategy.scope():
-            self.model = DiffWave(params).build_for()
-            self.ema = DiffWave(params).build_for()
+            self.model = DiffWave(params, dilated_conv).build_for()
+            self.ema = DiffWave(params).build_for()  # forward only: direct runs everywhere
             self.ema.set_weights(self.model.get_weights())
             adam = keras.optimizers.Adam(params.learning_rate)
             self.loss_scaling = keras.mixed_precision.dtype_policy().name == "mixed_float16"
@@ -349,8 +350,9 @@ def main(_):
         keras.utils.set_random_seed(FLAGS.seed)
         os.makedirs(model_dir, exist_ok=True)
         params.save(os.path.join(model_dir, "params.json"))
-        Trainer(params, prepared, model_dir, strategy, FLAGS.jit).train(FLAGS.max_steps,
-                                                                        FLAGS.seed)
+        dilated_conv = runtime.dilated_conv_from_flags(training=True)
+        Trainer(params, prepared, model_dir, strategy, FLAGS.jit, dilated_conv).train(
+            FLAGS.max_steps, FLAGS.seed)
     except params_lib.UserError as error:
         sys.exit(f"error: {error}")
     except Stopped as stop:

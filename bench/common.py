@@ -1,5 +1,5 @@
-"""What both timing scripts share: the project on sys.path, and this machine's measured float32
-matmul peak, the yardstick for their GFLOP/s."""
+"""What both timing scripts share: the project on sys.path, what machine a figure comes from,
+and this machine's measured float32 matmul peak, the yardstick for their GFLOP/s."""
 
 import os
 import sys
@@ -10,6 +10,21 @@ sys.path.insert(0, ROOT)
 
 import data  # noqa: E402,F401  quiets TensorFlow's start-up logging
 import tensorflow as tf  # noqa: E402
+from tensorflow.python.util import _pywrap_util_port  # noqa: E402
+
+from network import runtime  # noqa: E402
+
+# The CPU features that decide which kernels TensorFlow runs and how fast.
+SPEED_FLAGS = {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
+               "amx_bf16"}
+
+
+def machine():
+    """{"cpu": model name, "cpu_flags": its SPEED_FLAGS, "onednn": whether TensorFlow runs
+    oneDNN kernels (on by default on AVX-512-class CPUs; TF_ENABLE_ONEDNN_OPTS sets it)}."""
+    cpu = runtime.cpu_info()
+    return {"cpu": cpu["model"], "cpu_flags": sorted(cpu["flags"] & SPEED_FLAGS),
+            "onednn": bool(_pywrap_util_port.IsMklEnabled())}
 
 
 def matmul_peak_gflops(size=4096, repeats=5):

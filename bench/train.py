@@ -15,7 +15,7 @@ import resource
 import tempfile
 import time
 
-from common import matmul_peak_gflops
+from common import machine, matmul_peak_gflops
 
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
@@ -39,7 +39,8 @@ def main(_):
     params = params_lib.preset(FLAGS.preset, batch_size=FLAGS.batch,
                                clip_samples=FLAGS.samples)
     with tempfile.TemporaryDirectory() as model_dir:
-        trainer = train.Trainer(params, None, model_dir, strategy, FLAGS.jit)
+        dilated_conv = runtime.dilated_conv_from_flags(training=True)
+        trainer = train.Trainer(params, None, model_dir, strategy, FLAGS.jit, dilated_conv)
         clean = 0.1 * tf.random.normal([FLAGS.batch, FLAGS.samples, 1], seed=1)
         batches = tf.data.Dataset.from_tensors(clean).repeat()
         batches = iter(strategy.experimental_distribute_dataset(
@@ -65,7 +66,7 @@ def main(_):
         "threads": {"intra_op": FLAGS.intra_op_threads, "inter_op": FLAGS.inter_op_threads,
                     "cores": len(os.sched_getaffinity(0))},
         "strategy": FLAGS.strategy, "replicas": strategy.num_replicas_in_sync,
-        "jit": FLAGS.jit, "preset": FLAGS.preset, "batch": [FLAGS.batch, FLAGS.samples],
+        "jit": FLAGS.jit, "dilated_conv": dilated_conv, **machine(), "preset": FLAGS.preset, "batch": [FLAGS.batch, FLAGS.samples],
         "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
         "targets": {"steps_per_s": 0.30}}))
 

@@ -6,6 +6,7 @@
 Every layer is a convolution along time, so the network accepts any length.
 """
 
+import functools
 import math
 
 import keras
@@ -52,21 +53,62 @@ class StepEmbedding(keras.layers.Layer):
         return self.second(self.first(step_sinusoids(steps)))
 
 
+DILATED_CONVS = ("direct", "folded")
+
+
 def convolve(layer, x, x_scale=1.0, out_scale=1.0):
     """activation(out_scale * conv(x_scale * x)) for a Keras Conv1D layer, with the scales
     folded into its kernel and bias (Python floats; 1 costs nothing).
 
     Issued as tf.nn.conv1d + bias_add + activation: on CPU TensorFlow fuses that sequence into
     one oneDNN kernel, which it does not for the ops Keras emits (1.6x faster network).
-    x: [batch, time, in]; returns [batch, time, out].
+    x: [batch, time, in] -> [batch, time, out]; or x folded by `fold_time` for the layer's
+    dilation, [batch, rows, dilation, in] -> [batch, rows, dilation, out], computed as an
+    undilated convolution that TensorFlow's stock CPU kernels can differentiate.
     """
     kernel, bias = layer.kernel, layer.bias
     if x_scale * out_scale != 1.0:
         kernel = kernel * (x_scale * out_scale)
     if out_scale != 1.0:
         bias = bias * out_scale
-    y = tf.nn.conv1d(x, kernel, 1, layer.padding.upper(), dilations=layer.dilation_rate[0])
+    if x.shape.rank == 4:
+        y = tf.nn.conv2d(x, kernel[:, None], 1, layer.padding.upper())
+    else:
+        y = tf.nn.conv1d(x, kernel, 1, layer.padding.upper(), dilations=layer.dilation_rate[0])
     return layer.activation(tf.nn.bias_add(y, bias))
+
+
+def fold_time(x, dilation):
+    """Folds time into rows of `dilation` samples: sample k * dilation + r goes to row k,
+    column r, so the samples a dilated kernel reaches, dilation apart, are neighbouring rows of
+    one column, and the dilated 'same' convolution along time is an undilated 'same'
+    convolution along rows (its one-row zero padding is `dilation` zero samples).
+
+    x: [batch, time, C] -> ([batch, ceil(time / dilation), dilation, C], unfold), where unfold
+    turns [batch, rows, dilation, C'] back into [batch, time, C'] (zeros pad the fold).
+    """
+    batch, time = tf.shape(x)[0], tf.shape(x)[1]
+    padded = tf.pad(x, [[0, 0], [0, (-time) % dilation], [0, 0]])
+    grid = tf.reshape(padded, [batch, -1, dilation, x.shape[-1]])
+    return grid, lambda y: tf.reshape(y, [batch, -1, y.shape[-1]])[:, :time]
+
+
+@functools.cache
+def direct_dilated_conv_trains(dtype="float32"):
+    """Whether this machine's kernels can differentiate a dilated tf.nn.conv1d of `dtype`.
+
+    oneDNN's can (TensorFlow turns it on by default on AVX-512-class CPUs) and so can GPUs;
+    TensorFlow's stock CPU kernels refuse dilations > 1 in the backward pass.
+    """
+    x, kernel = tf.zeros([1, 8, 2], dtype), tf.zeros([3, 2, 2], dtype)
+    try:
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = tf.nn.conv1d(x, kernel, 1, "SAME", dilations=2)
+        tape.gradient(y, [x, kernel])
+        return True
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+        return False
 
 
 class ResidualLayer(keras.layers.Layer):
@@ -80,8 +122,10 @@ class ResidualLayer(keras.layers.Layer):
     without the slicing copies, and each fuses with its bias and activation.
     """
 
-    def __init__(self, channels, dilation, **kwargs):
+    def __init__(self, channels, dilation, folded=False, **kwargs):
         super().__init__(**kwargs)
+        self.fold = folded and dilation > 1
+        self.dilation = dilation
         self.step_projection = keras.layers.Dense(channels)
         conv = lambda activation: keras.layers.Conv1D(  # noqa: E731
             channels, 3, padding="same", dilation_rate=dilation, activation=activation)
@@ -108,8 +152,12 @@ class ResidualLayer(keras.layers.Layer):
           (next stream, skip), both [batch, time, C].
         """
         y = stream + self.step_projection(embedding)[:, None, :] / scale  # (x + e) / scale
+        if self.fold:
+            y, unfold = fold_time(y, self.dilation)
         gated = (convolve(self.filter_conv, y, x_scale=scale)
                  * convolve(self.gate_conv, y, x_scale=scale))
+        if self.fold:
+            gated = unfold(gated)
         residual = convolve(self.residual_projection, gated, out_scale=1 / scale)
         return stream + residual, convolve(self.skip_projection, gated)
 
@@ -122,17 +170,24 @@ class DiffWave(keras.Model):
       steps: float32 [batch], the diffusion step t (0-based; fractional allowed).
     Returns:
       float32 [batch, time, 1], the predicted noise.
+
+    `dilated_conv` (one of DILATED_CONVS) picks how dilated convolutions run: "direct" is
+    fastest, "folded" (see `fold_time`) also trains on CPUs without oneDNN. Same weights,
+    same results.
     """
 
-    def __init__(self, params, **kwargs):
+    def __init__(self, params, dilated_conv="direct", **kwargs):
         super().__init__(**kwargs)
+        if dilated_conv not in DILATED_CONVS:
+            raise ValueError(f"dilated_conv={dilated_conv!r}; choose one of {DILATED_CONVS}")
         channels = params.residual_channels
         self.dilations = [2 ** (i % params.dilation_cycle) for i in range(params.residual_layers)]
         self.embedding = StepEmbedding(params.embedding_channels)
         self.input_projection = keras.layers.Conv1D(channels, 1, activation="relu")
         # One attribute per layer, not a list: tf.train.Checkpoint only follows attributes.
         for i, dilation in enumerate(self.dilations):
-            setattr(self, f"residual_{i}", ResidualLayer(channels, dilation, name=f"residual_{i}"))
+            setattr(self, f"residual_{i}", ResidualLayer(channels, dilation, folded=dilated_conv == "folded",
+                                  name=f"residual_{i}"))
         self.skip_projection = keras.layers.Conv1D(channels, 1, activation="relu")
         # Zero output: the untrained model predicts no noise, a stable start (as in the paper).
         # float32 output under mixed precision: the diffusion math and the loss stay float32.

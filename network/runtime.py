@@ -4,13 +4,15 @@
 cluster can only be set then), so train.py and generate.py call it first thing in main.
 """
 
+import functools
 import json
 import os
 
 import keras
 import tensorflow as tf
-from absl import flags
+from absl import flags, logging
 
+from network.diffwave import DILATED_CONVS, direct_dilated_conv_trains
 from params import UserError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -28,6 +30,11 @@ def define_flags(distribute):
                          "TensorFlow use every core, the fastest setting measured on CPU.")
     flags.DEFINE_integer("inter_op_threads", 0, "Ops run side by side; 0 lets TensorFlow "
                          "choose.")
+    flags.DEFINE_enum("dilated_conv", "auto", ("auto",) + DILATED_CONVS,
+                      "How dilated convolutions run: direct (tf.nn.conv1d with dilations; "
+                      "trains only where oneDNN or a GPU is on), folded (time folded so that "
+                      "an undilated convolution does the same; trains on every CPU), or auto: "
+                      "direct where it can train and for generation, else folded.")
     flags.DEFINE_boolean("jit", False, "Compile the network with XLA (slower than the fused "
                          "oneDNN kernels on CPU; try it on GPU).")
     if distribute:
@@ -46,6 +53,58 @@ def configure(precision="float32", intra_op_threads=0, inter_op_threads=0):
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
     keras.mixed_precision.set_dtype_policy(precision)
+    if precision == "mixed_bfloat16" and not tf.config.list_logical_devices("GPU"):
+        cpu = cpu_info()
+        if not {"avx512_bf16", "amx_bf16"} & cpu["flags"]:
+            logging.warning("--precision=mixed_bfloat16 on a CPU without bfloat16 hardware "
+                            "(%s has neither AVX512_BF16 nor AMX): expect it to run several "
+                            "times slower than --precision=float32", cpu["model"])
+
+
+@functools.cache
+def cpu_info():
+    """{"model": the CPU's model name, "flags": its feature flags (a set)}, from /proc/cpuinfo
+    (empty where there is none)."""
+    model, cpu_flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    cpu_flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    return {"model": model, "flags": cpu_flags}
+
+
+def choose_dilated_conv(choice, training, jit=False):
+    """The DiffWave `dilated_conv` to use for `choice` (auto or one of DILATED_CONVS) and why.
+
+    Returns (dilated_conv, reason). Generation runs direct everywhere (every kernel computes
+    the forward pass); training runs direct only where the kernels can differentiate it.
+    """
+    if choice != "auto":
+        return choice, "--dilated_conv"
+    if not training:
+        return "direct", "every kernel runs it forward"
+    if jit:
+        return "direct", "XLA trains it"
+    if direct_dilated_conv_trains(keras.mixed_precision.dtype_policy().compute_dtype):
+        return "direct", "this machine's kernels train it"
+    return "folded", ("TensorFlow's stock CPU kernels cannot train dilated convolutions and "
+                      "oneDNN is off")
+
+
+def dilated_conv_from_flags(training, file=None):
+    """choose_dilated_conv for --dilated_conv and --jit, said in one line on `file` (stdout)."""
+    dilated_conv, reason = choose_dilated_conv(flags.FLAGS.dilated_conv, training,
+                                               flags.FLAGS.jit)
+    print(f"dilated convolutions: {dilated_conv} ({reason}; --dilated_conv overrides)",
+          file=file, flush=True)
+    return dilated_conv
 
 
 def configure_from_flags():
