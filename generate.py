@@ -53,9 +53,14 @@ flags.DEFINE_integer("output_rate", None, "Sample rate of the files; the model's
 flags.DEFINE_integer("window", 65536, "Samples per network call and clip; longer clips are "
                      "computed in overlapping windows. Bounds memory.")
 runtime.define_flags(distribute=False)
+flags.adopt_module_key_flags(runtime)  # --help lists them too
 FLAGS = flags.FLAGS
 
 DEFAULT_SECONDS = 10.0
+# Peak memory per generated sample (x_t, its noise, the prediction and their copies in float32;
+# 27 bytes measured for a 1200 s clip) and for the network, windows and TensorFlow itself.
+BYTES_PER_SAMPLE = 40
+BASE_BYTES = 1.5e9
 
 
 class Progress:
@@ -128,8 +133,41 @@ def clip_lengths(model_rate, output_rate):
     return math.ceil(output_samples * model_rate / output_rate), output_samples
 
 
+def available_memory():
+    """Bytes of memory the system can give this process without swapping."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(model_samples, output_samples, batch):
+    """UserError, before any work, when `batch` clips at once cannot fit in memory."""
+    need = BASE_BYTES + BYTES_PER_SAMPLE * batch * max(model_samples, output_samples)
+    available = available_memory()
+    if need > available:
+        raise UserError(
+            f"{batch} clip(s) of {model_samples} samples at once need about {need / 1e9:.3g} GB "
+            f"of memory, more than the {available / 1e9:.3g} GB available; generate shorter "
+            "clips (--seconds) or fewer at once (--batch_size)")
+
+
+def output_path(index):
+    """The WAV file of clip number `index`."""
+    return os.path.join(FLAGS.output_dir, f"{FLAGS.sampler}_seed{FLAGS.seed}_{index:03d}.wav")
+
+
 def check_output_dir(path):
-    """UserError unless `path` is, or can be made, a writable folder. Creates nothing."""
+    """UserError unless `path` is, or can be made, a writable folder and no output file name
+    is taken by a folder. Creates nothing."""
+    for index in range(FLAGS.num_samples):
+        if os.path.isdir(output_path(index)):
+            raise UserError(f"{output_path(index)} is a folder; move it or choose another "
+                            "--output_dir or --seed")
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
@@ -151,9 +189,10 @@ def generate():
         raise UserError(f"--output_rate must be > 0 (got {output_rate})")
     model_samples, output_samples = clip_lengths(params.sample_rate, output_rate)
     plan = make_plan(params)
+    check_memory(model_samples, output_samples, min(FLAGS.batch_size, FLAGS.num_samples))
     check_output_dir(FLAGS.output_dir)
-    checkpoint = checkpoints.find_checkpoint(FLAGS.model_dir, FLAGS.checkpoint)
-    model = checkpoints.load_model(params, checkpoint, ema=not FLAGS.no_ema)
+    model, checkpoint = checkpoints.load_latest(params, FLAGS.model_dir, FLAGS.checkpoint,
+                                                ema=not FLAGS.no_ema)
 
     batches = math.ceil(FLAGS.num_samples / FLAGS.batch_size)
     progress = Progress(f"{FLAGS.num_samples} x {output_samples / output_rate:g} s, "
@@ -171,8 +210,7 @@ def generate():
             # Clipped after resampling, whose filter can overshoot: 16-bit WAV must stay in +-1.
             clip = np.clip(resample(clip, params.sample_rate, output_rate)[:output_samples],
                            -1.0, 1.0)
-            path = os.path.join(FLAGS.output_dir,
-                                f"{FLAGS.sampler}_seed{FLAGS.seed}_{first + offset:03d}.wav")
+            path = output_path(first + offset)
             write_wav(path, clip, output_rate)
             print(path, flush=True)
     seconds = time.perf_counter() - started

@@ -34,9 +34,31 @@ class UserError(Exception):
     """A problem the user can fix (a flag, a file, a folder); shown as one line, no traceback."""
 
 
+HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
+
+
+def help_text(asked, flag_values=flags.FLAGS):
+    """What a help flag prints: --helpshort one line per flag of the command, --help their
+    descriptions, --helpfull every flag TensorFlow and absl define too."""
+    if asked == "--helpfull":
+        return flag_values.get_help()
+    if asked == "--helpshort":
+        key_flags = sorted(flag_values.get_key_flags_for_module(sys.argv[0]),
+                           key=lambda flag: flag.name)
+        return "\n".join(f"  --{flag.name}={'' if flag.default is None else flag.default}"
+                         f"  {flag.help.split(': ', 1)[-1].split('. ')[0][:70]}"
+                         for flag in key_flags)
+    return (f"{flag_values.main_module_help()}\n\n--helpshort lists the flags in one line each; "
+            "--helpfull adds TensorFlow's and absl's own.")
+
+
 def parse_flags(argv):
-    """absl's flag parsing with every mistake reported in one line; for
+    """absl's flag parsing with every mistake reported in one line, and help that exits 0; for
     `app.run(main, flags_parser=parse_flags)`. Returns argv without the flags."""
+    asked = [arg for arg in argv[1:] if arg in HELP_FLAGS]
+    if asked:
+        print(help_text(asked[0]))
+        sys.exit(0)
     try:
         remaining = flags.FLAGS(argv)
     except flags.Error as error:
@@ -48,12 +70,18 @@ def parse_flags(argv):
 
 def write_json(path, values):
     """Writes `values` as indented JSON, atomically (temp name, then rename): a reader never
-    sees half a file."""
+    sees half a file. UserError, leaving nothing behind, when it cannot be written."""
     temp_path = f"{path}.tmp-{os.getpid()}"
-    with open(temp_path, "w") as f:
-        json.dump(values, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(temp_path, path)
+    try:
+        with open(temp_path, "w") as f:
+            json.dump(values, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(temp_path, path)
+    except OSError as error:
+        if os.path.exists(temp_path):
+            os.remove(temp_path)
+        raise UserError(f"cannot write {path} ({error.strerror or first_line(error)}); free "
+                        "space or give a writable folder") from None
 
 
 def first_line(error):

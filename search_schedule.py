@@ -44,6 +44,7 @@ flags.DEFINE_integer("max_candidates", None, "Stop after this many candidates (d
 flags.DEFINE_integer("seed", 0, "Noise of the generated clips.")
 flags.DEFINE_integer("window", 65536, "generate.py's --window.")
 evaluate.define_flags()
+flags.adopt_module_key_flags(evaluate)  # --help lists them too
 FLAGS = flags.FLAGS
 
 

@@ -30,6 +30,9 @@ from network import DiffWave, checkpoints, runtime  # noqa: E402
 data.define_flags()
 params_lib.define_flags()
 runtime.define_flags(distribute=True)
+flags.adopt_module_key_flags(data)  # --help lists them too
+flags.adopt_module_key_flags(params_lib)
+flags.adopt_module_key_flags(runtime)
 flags.DEFINE_string("model_dir", "runs/default", "Checkpoints, params.json and TensorBoard logs.")
 flags.DEFINE_integer("max_steps", 100_000, "Train until this global step.")
 flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints (and val loss).")
@@ -69,6 +72,19 @@ def resolve_params(model_dir):
     return wanted
 
 
+def check_checkpoint(params, checkpoint, model_dir):
+    """UserError unless `checkpoint` loads into the network `params` describe."""
+    try:
+        checkpoints.load_model(params, checkpoint)
+    except params_lib.UserError:
+        if os.path.exists(os.path.join(model_dir, "params.json")):
+            raise
+        raise params_lib.UserError(
+            f"--model_dir={model_dir} holds checkpoints ({checkpoint}) but no params.json, and "
+            "they do not fit the network these flags describe; put its params.json back, or "
+            "give a new --model_dir") from None
+
+
 def check_schedule(diffusion, variance):
     snr = diffusion.terminal_snr(variance)
     message = (f"the noise schedule leaves terminal SNR abar_T * var / (1 - abar_T) = "
@@ -83,12 +99,21 @@ def check_schedule(diffusion, variance):
         logging.warning("%s (warning level %s)", message, SNR_WARN)
 
 
-def spectrogram_images(audio):
-    """[batch, time, 1] audio -> [batch, freq, frames, 1] log-magnitude images in [0, 1]."""
-    magnitude = tf.abs(tf.signal.stft(audio[..., 0], frame_length=256, frame_step=64))
+def spectrogram_images(audio, frame_length=256):
+    """[batch, time, 1] audio -> [batch, freq, frames, 1] log-magnitude images in [0, 1].
+
+    Audio shorter than one frame is padded to one (an empty image aborts the PNG encoder)."""
+    audio = tf.pad(audio[..., 0], [[0, 0], [0, tf.maximum(0, frame_length - tf.shape(audio)[1])]])
+    magnitude = tf.abs(tf.signal.stft(audio, frame_length=frame_length, frame_step=64))
     decibels = 20 * tf.math.log(magnitude + 1e-5) / math.log(10.0)
     image = tf.clip_by_value((decibels + 100.0) / 100.0, 0.0, 1.0)  # -100..0 dB
     return tf.reverse(tf.transpose(image, [0, 2, 1]), axis=[1])[..., None]  # low notes below
+
+
+def hours(seconds):
+    """Seconds as H:MM:SS."""
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
 
 def check_replicas(params, strategy):
@@ -130,7 +155,7 @@ class Trainer:
     """
 
     def __init__(self, params, prepared, model_dir, strategy=None, jit=False,
-                 dilated_conv="direct"):
+                 dilated_conv="auto"):
         self.params = params
         self.diffusion = Diffusion.from_params(params)
         self.prepared = prepared
@@ -139,7 +164,7 @@ class Trainer:
         self.is_chief = runtime.is_chief(self.strategy)
         with self.strategy.scope():
             self.model = DiffWave(params, dilated_conv).build_for()
-            self.ema = DiffWave(params).build_for()  # forward only: direct runs everywhere
+            self.ema = DiffWave(params, "direct").build_for()  # forward only: runs everywhere
             self.ema.set_weights(self.model.get_weights())
             adam = keras.optimizers.Adam(params.learning_rate)
             self.loss_scaling = keras.mixed_precision.dtype_policy().name == "mixed_float16"
@@ -151,8 +176,11 @@ class Trainer:
         # any --precision.
         self.saved = dict(model=self.model, ema=self.ema, optimizer=adam, step=self.step)
         self.checkpoint = tf.train.Checkpoint(**self.saved)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(model_dir, "checkpoints"), max_to_keep=3)
+        folder = os.path.join(model_dir, "checkpoints")
+        repaired = checkpoints.repair_index(folder) if self.is_chief else None
+        if repaired:
+            logging.warning(repaired)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, folder, max_to_keep=3)
         self.writer = (tf.summary.create_file_writer(model_dir) if self.is_chief
                        else tf.summary.create_noop_writer())
         self.generate = tf.function(lambda x, t: self.ema((x, t)))
@@ -246,8 +274,18 @@ class Trainer:
                                  max_outputs=SAMPLES_SHOWN)
 
     def save(self):
+        """Writes a checkpoint of the step reached; UserError (the previous ones intact) when it
+        cannot be written: TensorFlow writes it under a temporary name and renames it."""
         if self.is_chief:
-            logging.info("saved %s", self.manager.save(checkpoint_number=int(self.step.numpy())))
+            step = int(self.step.numpy())
+            try:
+                logging.info("saved %s", self.manager.save(checkpoint_number=step))
+            except (OSError, tf.errors.OpError) as error:
+                raise params_lib.UserError(
+                    f"cannot save the checkpoint of step {step} in {self.manager.directory} "
+                    f"({params_lib.first_line(error)[:200]}); free space or fix the folder, then "
+                    f"re-run to resume from {self.manager.latest_checkpoint or 'the start'}"
+                ) from None
         else:  # every worker takes part in writing (as tf.distribute asks); the chief's is kept
             with tempfile.TemporaryDirectory(prefix="worker-checkpoint-") as scratch:
                 self.checkpoint.write(os.path.join(scratch, "ckpt"))
@@ -296,7 +334,9 @@ class Trainer:
             self.step.assign(step)
             window_steps += 1
             last = step == max_steps
-            if step % FLAGS.log_every == 0 or last:
+            # The first two steps are shown at once: the first (tracing included) says the run
+            # has started, the second how long a step takes.
+            if step % FLAGS.log_every == 0 or last or step - start <= 2:
                 seconds = time.perf_counter() - window_start
                 steps_per_s = window_steps / seconds
                 with self.writer.as_default(step=step):
@@ -306,8 +346,11 @@ class Trainer:
                                       float(self.optimizer.learning_rate.numpy()))
                     tf.summary.scalar("train/steps_per_s", steps_per_s)
                     tf.summary.scalar("train/audio_seconds_per_s", steps_per_s * clip_seconds)
+                eta = ("(tracing included)" if step == start + 1
+                       else f"ETA {hours((max_steps - step) / steps_per_s)}")
                 print(f"step {step}/{max_steps}  loss {loss:.4f}  {steps_per_s:.2f} steps/s  "
-                      f"{steps_per_s * clip_seconds:.1f} audio s/s", flush=True)
+                      f"{steps_per_s * clip_seconds:.1f} audio s/s  {1 / steps_per_s:.2f} s/step  "
+                      f"{eta}", flush=True)
                 window_start, window_steps = time.perf_counter(), 0
             if step % FLAGS.checkpoint_every == 0 or last:
                 self.save()
@@ -342,13 +385,18 @@ def main(_):
             raise params_lib.UserError(
                 "--precision=mixed_float16 needs a GPU here: TensorFlow's CPU kernels cannot "
                 "train dilated float16 convolutions; on CPU use --precision=mixed_bfloat16")
-        latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+        latest = checkpoints.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
         if latest:  # refuse a broken or foreign checkpoint before minutes of preprocessing
-            checkpoints.load_model(params, latest)
+            check_checkpoint(params, latest, model_dir)
+        chief = runtime.is_chief(strategy)
+        # One train.py per --model_dir; held from before preprocessing when the folder exists.
+        lock = checkpoints.lock_model_dir(model_dir) if chief and os.path.isdir(model_dir) \
+            else None
         prepared = data.prepare(params, FLAGS.data_dir, FLAGS.cache_dir)
         check_schedule(Diffusion.from_params(params), prepared.manifest["train_variance"])
         keras.utils.set_random_seed(FLAGS.seed)
         os.makedirs(model_dir, exist_ok=True)
+        lock = lock or (checkpoints.lock_model_dir(model_dir) if chief else None)
         params.save(os.path.join(model_dir, "params.json"))
         dilated_conv = runtime.dilated_conv_from_flags(training=True)
         Trainer(params, prepared, model_dir, strategy, FLAGS.jit, dilated_conv).train(

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from common import ROOT, matmul_peak_gflops
+from common import ROOT, machine, matmul_peak_gflops
 
 from absl import app, flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -81,7 +81,7 @@ def peak_rss_mb(params, network, seconds):
 def main(_):
     runtime.configure_from_flags()
     params = params_lib.preset(FLAGS.preset)
-    network = DiffWave(params).build_for()
+    network = DiffWave(params, "direct").build_for()
     diffusion = Diffusion.from_params(params)
     rate = params.sample_rate
     samples = round(FLAGS.seconds * rate)
@@ -91,7 +91,8 @@ def main(_):
     result = {"preset": FLAGS.preset, "sample_rate": rate, "seconds": FLAGS.seconds,
               "window": FLAGS.window, "cores": len(os.sched_getaffinity(0)),
               "precision": FLAGS.precision, "jit": FLAGS.jit,
-              "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU"}
+              "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
+              "dilated_conv": "direct", **machine()}
     if "forward" in FLAGS.measure:
         result["forward_ms"] = round(forward_ms(network, FLAGS.forward_samples), 1)
         result["gflops"] = round(network.flops_per_sample() * FLAGS.forward_samples

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.signal
 import soundfile
 
-from params import first_line
+from params import UserError, first_line
 
 AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
 
@@ -25,6 +25,8 @@ DECODE_SOUNDFILE = 1
 DECODE_SYNTHETIC = 2
 
 _WAVE_FORMAT_PCM = 1
+# The data size a program writing WAV to a pipe (ffmpeg, sox) leaves: unknown, read to the end.
+_STREAMED_SIZE = 0xFFFFFFFF
 
 
 class BadAudio(Exception):
@@ -43,9 +45,15 @@ def find_audio_files(data_dir):
     """Sorted absolute paths of every file under `data_dir` with an audio extension.
 
     Directories are never returned, even one named like `x.wav`; hidden folders are skipped.
+    Links to folders are followed, each real folder once, so a link loop ends.
     """
-    found = []
-    for folder, subfolders, files in os.walk(os.path.abspath(data_dir)):
+    found, seen = [], set()
+    for folder, subfolders, files in os.walk(os.path.abspath(data_dir), followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         found.extend(os.path.join(folder, name) for name in files
                      if name.lower().endswith(AUDIO_EXTENSIONS)
@@ -114,6 +122,8 @@ def probe(path, input_rate):
     in_graph = False
     if layout is not None:
         format_tag, bits, declared, available, plain = layout
+        if declared == _STREAMED_SIZE:  # libsndfile reads what the file holds
+            return Source(path, DECODE_SOUNDFILE, info.samplerate)
         if declared > available:
             raise BadAudio(f"truncated: the header declares {declared} bytes of audio but the "
                            f"file holds {available}")
@@ -152,12 +162,17 @@ def decode_with_soundfile(path, input_rate):
 
 def write_wav(path, audio, rate):
     """float [time] in [-1, 1] -> 16-bit WAV at path, written under a temporary name and renamed,
-    so an interrupted write never leaves a truncated file at path."""
+    so an interrupted write never leaves a truncated file at path. UserError when it cannot be
+    written (disk full, read-only, a folder of that name)."""
     temporary = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         soundfile.write(temporary, audio, rate, subtype="PCM_16", format="WAV")
         os.replace(temporary, path)
+    except (OSError, RuntimeError, soundfile.LibsndfileError) as error:
+        reason = getattr(error, "strerror", None) or first_line(error)
+        raise UserError(f"cannot write {path} ({reason}); free space or choose another "
+                        "--output_dir") from None
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)

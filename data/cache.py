@@ -66,23 +66,49 @@ class CacheWriter:
                         for split in SPLITS}
 
     def write(self, split, clips):
-        """clips: float32 [num_clips, clip_samples]."""
-        for clip in np.asarray(clips, "<f4"):
-            self.writers[split].write(clip.tobytes())
+        """clips: float32 [num_clips, clip_samples]. OSError when the disk refuses them."""
+        try:
+            for clip in np.asarray(clips, "<f4"):
+                self.writers[split].write(clip.tobytes())
+        except tf.errors.OpError as error:  # e.g. "...; No space left on device"
+            raise OSError(str(error).strip().splitlines()[0]) from None
+
+    def train_on_validation(self):
+        """Makes the validation clips written so far the training clips too."""
+        try:
+            self._close()
+            shutil.copyfile(os.path.join(self.temp_folder, "val.tfrecord"),
+                            os.path.join(self.temp_folder, "train.tfrecord"))
+        except OSError:
+            self.abort()
+            raise
+
+    def _close(self):
+        writers, self.writers = self.writers, {}
+        try:
+            for writer in writers.values():
+                writer.close()
+        except tf.errors.OpError as error:
+            raise OSError(str(error).strip().splitlines()[0]) from None
 
     def commit(self, manifest):
-        for writer in self.writers.values():
-            writer.close()
-        with open(os.path.join(self.temp_folder, "manifest.json"), "w") as f:
-            json.dump(manifest, f, indent=2)
+        try:
+            self._close()
+            with open(os.path.join(self.temp_folder, "manifest.json"), "w") as f:
+                json.dump(manifest, f, indent=2)
+        except OSError:
+            self.abort()
+            raise
         try:
             os.rename(self.temp_folder, self.folder)
         except OSError:  # another process finished the same cache first; theirs is as good
             shutil.rmtree(self.temp_folder, ignore_errors=True)
 
     def abort(self):
-        for writer in self.writers.values():
-            writer.close()
+        try:
+            self._close()
+        except OSError:
+            pass  # the folder goes anyway
         shutil.rmtree(self.temp_folder, ignore_errors=True)
 
 

@@ -16,6 +16,8 @@ import params as params_lib
 
 data.define_flags()
 params_lib.define_flags()
+flags.adopt_module_key_flags(data)  # --help lists them too
+flags.adopt_module_key_flags(params_lib)
 FLAGS = flags.FLAGS
 
 

@@ -17,7 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from data import audio_files, cache, lowpass, synthetic
-from params import UserError
+from params import UserError, first_line
 
 SYNTHETIC_SOURCE = "built-in tones"
 
@@ -35,7 +35,7 @@ class PreparedData:
 
 def _is_validation(name, val_fraction):
     """Deterministic per-file split: a hash of the name, independent of the other files."""
-    digest = hashlib.sha256(name.encode()).digest()
+    digest = hashlib.sha256(os.fsencode(name)).digest()
     return int.from_bytes(digest[:8], "little") / 2 ** 64 < val_fraction
 
 
@@ -43,7 +43,7 @@ def _split(names, val_fraction):
     """Indices of validation files; at least one when there are two or more files."""
     val = {i for i, name in enumerate(names) if _is_validation(name, val_fraction)}
     if not val and val_fraction > 0 and len(names) >= 2:
-        val = {min(range(len(names)), key=lambda i: hashlib.sha256(names[i].encode()).digest())}
+        val = {min(range(len(names)), key=lambda i: hashlib.sha256(os.fsencode(names[i])).digest())}
     return val
 
 
@@ -57,7 +57,7 @@ def _clips_graph(params):
 
     def soundfile_or_reason(path):
         try:
-            return audio_files.decode_with_soundfile(path.decode(), input_rate), b""
+            return audio_files.decode_with_soundfile(os.fsdecode(path), input_rate), b""
         except audio_files.BadAudio as reason:
             return np.zeros([0], np.float32), str(reason).encode()
 
@@ -124,6 +124,13 @@ def _list_sources(data_dir, params):
     return source, files, usable, skipped
 
 
+def _data_params(params, source):
+    """The preprocessing params that shape the clips of `source` (the tones' own only for the
+    built-in tones)."""
+    return {name: value for name, value in params.group("data").items()
+            if source == SYNTHETIC_SOURCE or not name.startswith("synthetic_")}
+
+
 def _warn_skipped(skipped):
     for item in skipped:
         logging.warning("skipping %s: %s", item["path"], item["reason"])
@@ -135,14 +142,16 @@ def _build(folder, source, files, sources, skipped, params):
              for s in sources]
     val_indices = _split(names, params.val_fraction)
     dataset = tf.data.Dataset.from_tensor_slices((
-        [s.path for s in sources], np.array([s.decoder for s in sources], np.int32),
+        # Bytes as the file system spells them: a name need not be valid UTF-8.
+        np.array([os.fsencode(s.path) for s in sources], object),
+        np.array([s.decoder for s in sources], np.int32),
         np.array([s.rate for s in sources], np.int32), np.arange(len(sources), dtype=np.int32)))
     dataset = dataset.map(_clips_graph(params), num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=True).prefetch(tf.data.AUTOTUNE)
 
     clip_seconds = params.clip_samples / params.sample_rate
-    counts = {split: {"files": 0, "clips": 0} for split in cache.SPLITS}
-    train_sum = train_square_sum = 0.0
+    counts = {split: {"files": 0, "clips": 0, "sum": 0.0, "square_sum": 0.0}
+              for split in cache.SPLITS}
     input_seconds = 0.0
     writer = cache.CacheWriter(folder)
     try:
@@ -159,28 +168,38 @@ def _build(folder, source, files, sources, skipped, params):
                 skipped.append(item)
                 _warn_skipped([item])
                 continue
-            split = "val" if index in val_indices else "train"
-            writer.write(split, clips)
-            counts[split]["files"] += 1
-            counts[split]["clips"] += len(clips)
-            if split == "train":
-                train_sum += float(clips.sum(dtype=np.float64))
-                train_square_sum += float(np.square(clips, dtype=np.float64).sum())
+            split = counts["val" if index in val_indices else "train"]
+            writer.write("val" if index in val_indices else "train", clips)
+            split["files"] += 1
+            split["clips"] += len(clips)
+            split["sum"] += float(clips.sum(dtype=np.float64))
+            split["square_sum"] += float(np.square(clips, dtype=np.float64).sum())
     except BaseException:
         writer.abort()
         raise
+    found = len(files) if files else len(sources)
     used = counts["train"]["files"] + counts["val"]["files"]
+    described = source if source == SYNTHETIC_SOURCE else f"--data_dir={source}"
+    validation = "held-out files"
+    if counts["train"]["clips"] == 0 and counts["val"]["clips"] > 0:
+        # Every usable file was drawn for validation: too few files to hold any out.
+        writer.train_on_validation()
+        counts["train"] = counts["val"]
+        validation = "the training clips (too few usable files to hold one out)"
+        logging.warning("%s: only %d usable file(s), all drawn for validation; training on "
+                        "them, and validation loss comes from the training clips",
+                        described, counts["val"]["files"])
     if counts["train"]["clips"] == 0:
         writer.abort()
-        described = source if source == SYNTHETIC_SOURCE else f"--data_dir={source}"
-        raise DataError(f"{described}: no usable audio ({len(sources) + len(skipped) - used} "
-                        f"files, {len(skipped)} skipped: see the warnings above)")
+        raise DataError(f"{described}: no usable audio ({found} files found, {len(skipped)} "
+                        "skipped: see the warnings above)")
     train_values = counts["train"]["clips"] * params.clip_samples
-    mean = train_sum / train_values
-    total_clips = counts["train"]["clips"] + counts["val"]["clips"]
+    mean = counts["train"]["sum"] / train_values
+    total_clips = counts["train"]["clips"] + (counts["val"]["clips"]
+                                              if counts["val"] is not counts["train"] else 0)
     manifest = {
         "source": source,
-        "files_found": len(files) if files else len(sources),
+        "files_found": found,
         "files_used": used,
         "files_skipped": sorted(skipped, key=lambda item: item["path"]),
         "clips": total_clips,
@@ -192,9 +211,10 @@ def _build(folder, source, files, sources, skipped, params):
         "train_clips": counts["train"]["clips"],
         "val_files": counts["val"]["files"],
         "val_clips": counts["val"]["clips"],
+        "validation": validation,
         "train_mean": mean,
-        "train_variance": train_square_sum / train_values - mean ** 2,
-        "params": params.group("data"),
+        "train_variance": counts["train"]["square_sum"] / train_values - mean ** 2,
+        "params": _data_params(params, source),
     }
     writer.commit(manifest)
     return manifest
@@ -212,7 +232,7 @@ def prepare(params, data_dir=None, cache_dir=None):
     """
     cache_dir = cache_dir or cache.default_cache_dir()
     source, files, sources, skipped = _list_sources(data_dir, params)
-    folder = os.path.join(cache_dir, cache.cache_key(source, files, params.group("data")))
+    folder = os.path.join(cache_dir, cache.cache_key(source, files, _data_params(params, source)))
     manifest = cache.read_manifest(folder)
     if manifest is not None:
         _warn_skipped(manifest["files_skipped"])
@@ -223,8 +243,13 @@ def prepare(params, data_dir=None, cache_dir=None):
         raise DataError(f"--data_dir={data_dir}: no usable audio ({len(skipped)} files, all "
                         "skipped: see the warnings above)")
     logging.info("preprocessing %d files from %s into %s", len(sources), source, folder)
-    os.makedirs(cache_dir, exist_ok=True)
-    return PreparedData(folder, _build(folder, source, files, sources, skipped, params))
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        return PreparedData(folder, _build(folder, source, files, sources, skipped, params))
+    except OSError as error:  # the partial cache is already removed
+        reason = error.strerror or first_line(error)[:200]
+        raise DataError(f"--cache_dir={cache_dir}: cannot write the clip cache ({reason}); free "
+                        "space or give a writable --cache_dir") from None
 
 
 def train_dataset(prepared, params, seed=0):

@@ -5,7 +5,10 @@ checkpoints with `model`, `ema`, `optimizer` and `step`); nothing else is read, 
 there is executed or unpickled.
 """
 
+import fcntl
+import glob
 import os
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -29,6 +32,51 @@ def load_params(model_dir):
     return params_lib.Params.load(path)
 
 
+def complete_checkpoints(folder):
+    """Prefixes of the complete checkpoints (index and every data shard) in `folder`, by step."""
+    found = []
+    for index in glob.glob(os.path.join(glob.escape(folder), "ckpt-*.index")):
+        prefix = index[:-len(".index")]
+        step = prefix.rsplit("-", 1)[1]
+        shards = glob.glob(glob.escape(prefix) + ".data-*-of-*")
+        if step.isdigit() and shards and len(shards) == int(shards[0].rsplit("-of-", 1)[1]):
+            found.append((int(step), prefix))
+    return [prefix for _, prefix in sorted(found)]
+
+
+def latest_checkpoint(folder):
+    """The checkpoint that `folder`'s index file (`checkpoint`) names when it is complete, else
+    the newest complete one on disk, else None: a missing, empty or garbled index, or one that
+    names a deleted checkpoint, loses nothing."""
+    try:
+        named = tf.train.latest_checkpoint(folder)
+    except (ValueError, tf.errors.OpError):
+        named = None
+    on_disk = complete_checkpoints(folder)
+    if named is not None and os.path.abspath(named) in map(os.path.abspath, on_disk):
+        return named
+    return on_disk[-1] if on_disk else None
+
+
+def repair_index(folder):
+    """Rewrites `folder`'s index file when it does not name the checkpoint `latest_checkpoint`
+    finds, so that tf.train.CheckpointManager resumes from it (and rotates the ones on disk)
+    instead of starting over. Returns a sentence saying what was repaired, or None."""
+    latest = latest_checkpoint(folder)
+    try:
+        named = tf.train.latest_checkpoint(folder)
+    except (ValueError, tf.errors.OpError):
+        named = "unreadable"
+    if latest is None or named == latest:
+        return None
+    tf.compat.v1.train.update_checkpoint_state(
+        folder, os.path.basename(latest),
+        [os.path.basename(prefix) for prefix in complete_checkpoints(folder)])
+    what = "missing" if named is None and not os.path.exists(os.path.join(folder, "checkpoint")) \
+        else "unreadable" if named in (None, "unreadable") else f"naming the deleted {named}"
+    return f"{folder}/checkpoint was {what}; resuming from {latest}, the newest complete one"
+
+
 def find_checkpoint(model_dir, checkpoint=None):
     """The checkpoint prefix to load: `checkpoint` (a path, or a name like ckpt-30 inside
     model_dir/checkpoints) or else the latest one."""
@@ -39,16 +87,60 @@ def find_checkpoint(model_dir, checkpoint=None):
                 return prefix
         raise UserError(f"--checkpoint={checkpoint} not found (no {checkpoint}.index, nor in "
                         f"{folder}); leave it out for the latest")
-    latest = tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None
+    latest = latest_checkpoint(folder) if os.path.isdir(folder) else None
     if latest is None:
         raise UserError(f"--model_dir={model_dir} has no checkpoint yet; train first with "
                         f"python train.py --model_dir={model_dir}")
     return latest
 
 
+def load_latest(params, model_dir, checkpoint=None, ema=True, attempts=5):
+    """(model, checkpoint) as find_checkpoint and load_model give them. Without `checkpoint`,
+    a checkpoint that a running train.py deletes while it is being read is not an error:
+    the newest one is tried instead."""
+    for attempt in range(attempts):
+        found = find_checkpoint(model_dir, checkpoint)
+        try:
+            return load_model(params, found, ema), found
+        except UserError:
+            rotated = not os.path.exists(found + ".index") or found not in complete_checkpoints(
+                os.path.dirname(found))
+            if checkpoint or not rotated or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
+
+
+LOCK_NAME = ".train.lock"
+
+
+def lock_model_dir(model_dir):
+    """Holds model_dir for this process: the returned open file keeps an exclusive flock, which
+    the kernel drops when the process ends, however it ends (a killed run leaves no stale lock).
+    UserError when another process holds it or the folder cannot be written."""
+    path = os.path.join(model_dir, LOCK_NAME)
+    try:
+        handle = open(path, "a+")
+    except OSError as error:
+        raise UserError(f"--model_dir={model_dir} cannot be written ({error.strerror}); give a "
+                        "writable folder") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise UserError(f"--model_dir={model_dir} is being trained by {holder}; wait for it to "
+                        "end or stop it, or give another --model_dir") from None
+    handle.truncate(0)
+    handle.write(f"train.py, process {os.getpid()}")
+    handle.flush()
+    return handle
+
+
 def load_model(params, checkpoint, ema=True):
-    """A DiffWave built from params with the EMA (or raw) weights of `checkpoint`."""
-    model = DiffWave(params).build_for()
+    """A DiffWave for generation (forward only: its dilated convolutions direct) built from
+    params with the EMA (or raw) weights of `checkpoint`."""
+    model = DiffWave(params, "direct").build_for()
     restore(checkpoint, **{"ema" if ema else "model": model})
     for weight in model.weights:
         if not np.isfinite(weight.numpy()).all():
@@ -91,7 +183,8 @@ def _open(checkpoint):
         return reader, graph
     except (IndexError, ValueError, tf.errors.OpError, message.DecodeError) as error:
         raise UserError(f"cannot read checkpoint {checkpoint} ({first_line(error)[:200]}); it "
-                        "may be truncated: pick another with --checkpoint") from None
+                        "may be truncated: move its files away (train.py then resumes from the "
+                        "one before; generate.py can also pick one with --checkpoint)") from None
 
 
 def _saved_shapes(reader, graph, role):

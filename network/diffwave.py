@@ -42,12 +42,16 @@ def step_sinusoids(steps):
 
 
 class StepEmbedding(keras.layers.Layer):
-    """Diffusion step -> [batch, embedding_channels]: sinusoids, then two Dense + swish."""
+    """Diffusion step -> [batch, embedding_channels]: sinusoids, then two Dense + swish.
 
-    def __init__(self, channels, **kwargs):
-        super().__init__(**kwargs)
-        self.first = keras.layers.Dense(channels, activation="swish")
-        self.second = keras.layers.Dense(channels, activation="swish")
+    float32 throughout, under any precision: the steps must reach the sinusoids unrounded
+    (bfloat16 would turn step 130.7 into 131), and this runs once per clip, not per sample.
+    """
+
+    def __init__(self, channels, dtype="float32", **kwargs):
+        super().__init__(dtype=dtype, **kwargs)
+        self.first = keras.layers.Dense(channels, activation="swish", dtype=dtype)
+        self.second = keras.layers.Dense(channels, activation="swish", dtype=dtype)
 
     def call(self, steps):
         return self.second(self.first(step_sinusoids(steps)))
@@ -111,6 +115,27 @@ def direct_dilated_conv_trains(dtype="float32"):
         return False
 
 
+def resolve_dilated_conv(choice="auto", training=True, jit=False):
+    """The DILATED_CONVS entry to use for `choice` ("auto" or one of them), and why.
+
+    Returns (dilated_conv, reason). "auto" is direct for generation (every kernel computes the
+    forward pass) and under XLA, and for training wherever the kernels can differentiate it;
+    folded elsewhere.
+    """
+    if choice != "auto":
+        if choice not in DILATED_CONVS:
+            raise ValueError(f"dilated_conv={choice!r}; choose auto or one of {DILATED_CONVS}")
+        return choice, "chosen"
+    if not training:
+        return "direct", "every kernel runs it forward"
+    if jit:
+        return "direct", "XLA trains it"
+    if direct_dilated_conv_trains(keras.mixed_precision.dtype_policy().compute_dtype):
+        return "direct", "this machine's kernels train it"
+    return "folded", ("TensorFlow's stock CPU kernels cannot train dilated convolutions and "
+                      "oneDNN is off")
+
+
 class ResidualLayer(keras.layers.Layer):
     """One gated, dilated residual layer.
 
@@ -171,19 +196,23 @@ class DiffWave(keras.Model):
     Returns:
       float32 [batch, time, 1], the predicted noise.
 
-    `dilated_conv` (one of DILATED_CONVS) picks how dilated convolutions run: "direct" is
-    fastest, "folded" (see `fold_time`) also trains on CPUs without oneDNN. Same weights,
-    same results.
+    `dilated_conv` picks how dilated convolutions run: "direct" (tf.nn.conv1d), "folded" (see
+    `fold_time`: trains on CPUs whose kernels cannot differentiate direct ones), or "auto"
+    (`resolve_dilated_conv`: direct where it trains). Same weights, same results.
     """
 
-    def __init__(self, params, dilated_conv="direct", **kwargs):
+    def __init__(self, params, dilated_conv="auto", **kwargs):
         super().__init__(**kwargs)
-        if dilated_conv not in DILATED_CONVS:
-            raise ValueError(f"dilated_conv={dilated_conv!r}; choose one of {DILATED_CONVS}")
+        dilated_conv, _ = resolve_dilated_conv(dilated_conv)
+        # Layers kept out of mixed precision run in float32 (float64 under a float64 policy).
+        self.exact_dtype = ("float64" if keras.mixed_precision.dtype_policy().compute_dtype
+                            == "float64" else "float32")
         channels = params.residual_channels
         self.dilations = [2 ** (i % params.dilation_cycle) for i in range(params.residual_layers)]
-        self.embedding = StepEmbedding(params.embedding_channels)
-        self.input_projection = keras.layers.Conv1D(channels, 1, activation="relu")
+        self.embedding = StepEmbedding(params.embedding_channels, dtype=self.exact_dtype)
+        # float32: near t = 0, x_t differs from x_0 by noise far below bfloat16's rounding.
+        self.input_projection = keras.layers.Conv1D(channels, 1, activation="relu",
+                                                    dtype=self.exact_dtype)
         # One attribute per layer, not a list: tf.train.Checkpoint only follows attributes.
         for i, dilation in enumerate(self.dilations):
             setattr(self, f"residual_{i}", ResidualLayer(channels, dilation, folded=dilated_conv == "folded",
@@ -192,7 +221,13 @@ class DiffWave(keras.Model):
         # Zero output: the untrained model predicts no noise, a stable start (as in the paper).
         # float32 output under mixed precision: the diffusion math and the loss stay float32.
         self.output_projection = keras.layers.Conv1D(1, 1, kernel_initializer="zeros",
-                                                     dtype="float32")
+                                                     dtype=self.exact_dtype)
+
+    @property
+    def input_dtype(self):
+        """Inputs stay float32 under mixed precision (Keras would cast the steps to the
+        compute dtype); the float32 layers above take them as they are."""
+        return self.exact_dtype
 
     @property
     def residual_layers(self):

@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 from absl import flags, logging
 
-from network.diffwave import DILATED_CONVS, direct_dilated_conv_trains
+from network.diffwave import DILATED_CONVS, resolve_dilated_conv
 from params import UserError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -80,28 +80,10 @@ def cpu_info():
     return {"model": model, "flags": cpu_flags}
 
 
-def choose_dilated_conv(choice, training, jit=False):
-    """The DiffWave `dilated_conv` to use for `choice` (auto or one of DILATED_CONVS) and why.
-
-    Returns (dilated_conv, reason). Generation runs direct everywhere (every kernel computes
-    the forward pass); training runs direct only where the kernels can differentiate it.
-    """
-    if choice != "auto":
-        return choice, "--dilated_conv"
-    if not training:
-        return "direct", "every kernel runs it forward"
-    if jit:
-        return "direct", "XLA trains it"
-    if direct_dilated_conv_trains(keras.mixed_precision.dtype_policy().compute_dtype):
-        return "direct", "this machine's kernels train it"
-    return "folded", ("TensorFlow's stock CPU kernels cannot train dilated convolutions and "
-                      "oneDNN is off")
-
-
 def dilated_conv_from_flags(training, file=None):
-    """choose_dilated_conv for --dilated_conv and --jit, said in one line on `file` (stdout)."""
-    dilated_conv, reason = choose_dilated_conv(flags.FLAGS.dilated_conv, training,
-                                               flags.FLAGS.jit)
+    """resolve_dilated_conv for --dilated_conv and --jit, said in one line on `file` (stdout)."""
+    dilated_conv, reason = resolve_dilated_conv(flags.FLAGS.dilated_conv, training,
+                                                flags.FLAGS.jit)
     print(f"dilated convolutions: {dilated_conv} ({reason}; --dilated_conv overrides)",
           file=file, flush=True)
     return dilated_conv

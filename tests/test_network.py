@@ -98,3 +98,76 @@ def test_mixed_bfloat16_network_returns_float32_close_to_float32(tiny):
     error = np.linalg.norm(got.numpy() - expected.numpy()) / np.linalg.norm(expected.numpy())
     # bfloat16 keeps 8 bits of mantissa; these random weights amplify its rounding to ~6 %.
     assert 0 < error < 0.1
+
+
+@pytest.mark.parametrize("length", [64, 37, 1])  # a multiple of every dilation, and not
+def test_folded_dilated_convolutions_match_direct_ones(length):
+    """The folded network (what trains on CPUs whose stock kernels cannot differentiate a
+    dilated convolution) gives the direct one's output and gradients. The direct gradients
+    come from XLA, which computes them on every CPU. In float64, so that summation order, which
+    differs between the two, stays far below the tolerance."""
+    params = params_lib.preset("tiny", residual_layers=4, dilation_cycle=4)  # dilations to 8
+    keras.mixed_precision.set_dtype_policy("float64")
+    try:
+        direct = DiffWave(params, dilated_conv="direct").build_for()
+        folded = DiffWave(params, dilated_conv="folded").build_for()
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    rng = np.random.default_rng(3)
+    for weight in direct.weights:
+        weight.assign(rng.normal(size=weight.shape) * 0.3)
+    folded.set_weights(direct.get_weights())
+    audio = tf.random.normal([2, length, 1], seed=4, dtype=tf.float64)
+    steps = tf.constant([3.5, 40.0])
+
+    def loss_and_gradients(model):
+        with tf.GradientTape() as tape:
+            tape.watch(audio)
+            out = model((audio, steps))
+            loss = tf.reduce_sum(out * tf.sin(tf.range(length, dtype=tf.float64))[:, None])
+        return out, tape.gradient(loss, [audio] + model.trainable_variables)
+
+    expected_out, expected = tf.function(lambda: loss_and_gradients(direct), jit_compile=True)()
+    out, got = loss_and_gradients(folded)
+    np.testing.assert_allclose(out.numpy(), expected_out.numpy(), rtol=1e-5, atol=1e-5)
+    assert np.abs(expected_out.numpy()).max() > 0.1  # the weights make the output non-trivial
+    assert len(got) == len(expected)
+    for gradient, reference in zip(got, expected):
+        if reference is None:  # the last layer's unused residual projection
+            assert gradient is None
+            continue
+        scale = max(1.0, np.abs(reference.numpy()).max())
+        np.testing.assert_allclose(gradient.numpy() / scale, reference.numpy() / scale,
+                                   atol=1e-5)
+
+
+def test_unknown_dilated_conv_is_refused(tiny):
+    with pytest.raises(ValueError, match="dilated_conv"):
+        DiffWave(tiny, dilated_conv="strided")
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_fractional_steps_and_quiet_inputs_reach_the_network_unrounded(tiny, precision):
+    """Keras casts a layer's inputs to its compute dtype: bfloat16 would round step 12.345 to
+    12.375 and float16 step 130.7 to 130.75, and lose an x_t detail of 0.01 at |x| = 0.5.
+    Under every precision the step embedding and the input projection must match float32."""
+    reference = DiffWave(tiny).build_for()
+    keras.mixed_precision.set_dtype_policy(precision)
+    try:
+        model = DiffWave(tiny).build_for()
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    rng = np.random.default_rng(5)
+    for weight in reference.weights:
+        weight.assign(rng.normal(size=weight.shape).astype(np.float32) * 0.3)
+    model.set_weights(reference.get_weights())
+    steps = tf.constant([12.345, 12.375, 130.7, 130.75])
+    np.testing.assert_allclose(model.embedding(steps).numpy(),
+                               reference.embedding(steps).numpy(), rtol=1e-6, atol=1e-6)
+    audio = 0.5 + 0.01 * tf.random.normal([4, 300, 1], seed=6)
+    np.testing.assert_allclose(model.input_projection(audio).numpy(),
+                               reference.input_projection(audio).numpy(), rtol=1e-6, atol=1e-6)
+    # Through the whole model: steps a rounding step apart give different predictions.
+    out = model((tf.concat([audio[:1]] * 4, 0), steps)).numpy()
+    for a, b in ((0, 1), (2, 3)):
+        assert np.abs(out[a] - out[b]).max() > 1e-4 * np.abs(out[a]).max()

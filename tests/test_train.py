@@ -75,3 +75,31 @@ def test_schedule_that_never_reaches_noise_is_refused(workspace):
     assert result.returncode != 0
     assert "terminal SNR" in result.stderr and "--allow_high_snr" in result.stderr
     assert not os.path.exists(model_dir)
+
+
+def losses(stdout):
+    return [float(line.split("loss ")[1].split()[0]) for line in stdout.splitlines()
+            if line.startswith("step ")]
+
+
+def test_trains_with_onednn_off_and_on_and_the_paths_agree(workspace):
+    """With oneDNN off, TensorFlow's stock CPU kernels cannot differentiate a dilated
+    convolution: --dilated_conv=auto must choose the folded one and train. With oneDNN on (or
+    forced direct under XLA), the direct one trains: both give the same losses."""
+    runs = {}
+    for name, flags, env in (("off", [], {"TF_ENABLE_ONEDNN_OPTS": "0"}),
+                             ("on", [], {"TF_ENABLE_ONEDNN_OPTS": "1"}),
+                             ("xla", ["--jit", "--dilated_conv=direct"],
+                              {"TF_ENABLE_ONEDNN_OPTS": "0"})):
+        result = run("train.py", "--preset=tiny", "--synthetic_tones=32",
+                     f"--model_dir={workspace / ('onednn-' + name)}",
+                     f"--cache_dir={workspace / 'cache'}", "--log_every=1", "--max_steps=4",
+                     "--sample_every=1000", *flags, env_extra=env)
+        assert result.returncode == 0, result.stderr
+        runs[name] = result
+    assert "dilated convolutions: folded" in runs["off"].stdout
+    assert "dilated convolutions: direct" in runs["xla"].stdout
+    expected = losses(runs["off"].stdout)
+    assert len(expected) == 4 and len(set(expected)) == 4
+    for name in ("on", "xla"):
+        assert losses(runs[name].stdout) == pytest.approx(expected, abs=2e-4), name
