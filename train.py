@@ -10,8 +10,10 @@ throughput, and generated clips (audio and spectrograms) beside real ones.
 """
 
 import dataclasses
+import glob
 import math
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -281,6 +283,9 @@ class Trainer:
             try:
                 logging.info("saved %s", self.manager.save(checkpoint_number=step))
             except (OSError, tf.errors.OpError) as error:
+                for scratch in glob.glob(os.path.join(glob.escape(self.manager.directory),
+                                                      f"ckpt-{step}_temp*")):
+                    shutil.rmtree(scratch, ignore_errors=True)  # TensorFlow's half-written one
                 raise params_lib.UserError(
                     f"cannot save the checkpoint of step {step} in {self.manager.directory} "
                     f"({params_lib.first_line(error)[:200]}); free space or fix the folder, then "

@@ -7,6 +7,7 @@ reason, and the pipeline skips it.
 """
 
 import dataclasses
+import io
 import math
 import os
 import struct
@@ -110,7 +111,7 @@ def probe(path, input_rate):
         with open(path, "rb"):
             pass
         layout = _riff_layout(path) if path.lower().endswith(".wav") else None
-        info = soundfile.info(path)
+        info = soundfile.info(os.fsencode(path))  # bytes: a name need not be valid UTF-8
     except PermissionError:
         raise BadAudio("no permission to read it") from None
     except (OSError, RuntimeError, soundfile.LibsndfileError) as error:
@@ -150,7 +151,7 @@ def decode_with_soundfile(path, input_rate):
       BadAudio: unreadable, or samples that are NaN/inf.
     """
     try:
-        audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        audio, rate = soundfile.read(os.fsencode(path), dtype="float32", always_2d=True)
     except (OSError, RuntimeError, soundfile.LibsndfileError) as error:
         raise BadAudio(f"cannot decode ({first_line(error)})") from None
     if not np.isfinite(audio).all():
@@ -167,10 +168,13 @@ def write_wav(path, audio, rate):
     temporary = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        soundfile.write(temporary, audio, rate, subtype="PCM_16", format="WAV")
+        encoded = io.BytesIO()  # encoded first, so a failed write names its cause (errno)
+        soundfile.write(encoded, audio, rate, subtype="PCM_16", format="WAV")
+        with open(temporary, "wb") as f:
+            f.write(encoded.getbuffer())
         os.replace(temporary, path)
-    except (OSError, RuntimeError, soundfile.LibsndfileError) as error:
-        reason = getattr(error, "strerror", None) or first_line(error)
+    except OSError as error:
+        reason = error.strerror or first_line(error)
         raise UserError(f"cannot write {path} ({reason}); free space or choose another "
                         "--output_dir") from None
     finally:

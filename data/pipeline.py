@@ -242,9 +242,9 @@ def prepare(params, data_dir=None, cache_dir=None):
     if not sources:
         raise DataError(f"--data_dir={data_dir}: no usable audio ({len(skipped)} files, all "
                         "skipped: see the warnings above)")
-    logging.info("preprocessing %d files from %s into %s", len(sources), source, folder)
     try:
         os.makedirs(cache_dir, exist_ok=True)
+        logging.info("preprocessing %d files from %s into %s", len(sources), source, folder)
         return PreparedData(folder, _build(folder, source, files, sources, skipped, params))
     except OSError as error:  # the partial cache is already removed
         reason = error.strerror or first_line(error)[:200]

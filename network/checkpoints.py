@@ -69,11 +69,16 @@ def repair_index(folder):
         named = "unreadable"
     if latest is None or named == latest:
         return None
-    tf.compat.v1.train.update_checkpoint_state(
-        folder, os.path.basename(latest),
-        [os.path.basename(prefix) for prefix in complete_checkpoints(folder)])
-    what = "missing" if named is None and not os.path.exists(os.path.join(folder, "checkpoint")) \
-        else "unreadable" if named in (None, "unreadable") else f"naming the deleted {named}"
+    what = ("missing" if not os.path.exists(os.path.join(folder, "checkpoint"))
+            else "unreadable" if named in (None, "unreadable") else f"naming the deleted {named}")
+    # The index is a CheckpointState text proto; written under a temporary name, then renamed.
+    names = [os.path.basename(prefix) for prefix in complete_checkpoints(folder)]
+    text = "".join([f'model_checkpoint_path: "{os.path.basename(latest)}"\n'] +
+                   [f'all_model_checkpoint_paths: "{name}"\n' for name in names])
+    index = os.path.join(folder, "checkpoint")
+    with open(f"{index}.tmp-{os.getpid()}", "w") as f:
+        f.write(text)
+    os.replace(f"{index}.tmp-{os.getpid()}", index)
     return f"{folder}/checkpoint was {what}; resuming from {latest}, the newest complete one"
 
 

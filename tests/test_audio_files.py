@@ -141,3 +141,27 @@ def test_wav_is_written_as_16_bit(tmp_path):
     read, rate = soundfile.read(path, dtype="float32")
     assert rate == RATE and soundfile.info(path).subtype == "PCM_16"
     np.testing.assert_allclose(read, tone(0.5, RATE), atol=1 / 32767)
+
+
+def test_a_wav_streamed_to_a_pipe_is_read_whole(tmp_path):
+    """ffmpeg and sox writing to a pipe cannot go back to fill in the sizes: 0xFFFFFFFF."""
+    path = write_audio(str(tmp_path / "piped.wav"), tone(2, RATE), RATE)
+    data = bytearray(open(path, "rb").read())
+    data[4:8] = struct.pack("<I", 0xFFFFFFFF)
+    data[data.index(b"data") + 4:data.index(b"data") + 8] = struct.pack("<I", 0xFFFFFFFF)
+    open(path, "wb").write(bytes(data))
+    source = audio_files.probe(path, RATE)
+    assert source.decoder == audio_files.DECODE_SOUNDFILE
+    audio = audio_files.decode_with_soundfile(path, RATE)
+    np.testing.assert_allclose(audio, tone(2, RATE), atol=1e-4)
+
+
+def test_links_to_folders_are_followed_once_and_loops_end(tmp_path):
+    library, music = tmp_path / "library", tmp_path / "music"
+    write_audio(str(library / "album" / "a.wav"), tone(1, RATE), RATE)
+    music.mkdir()
+    (music / "album").symlink_to(library / "album")  # a music library of links
+    (music / "again").symlink_to(library / "album")  # the same folder twice
+    (music / "loop").symlink_to(music)  # and a loop
+    found = [os.path.relpath(path, music) for path in audio_files.find_audio_files(str(music))]
+    assert found == ["again/a.wav"]  # once, by the first name in sorted order

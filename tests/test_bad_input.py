@@ -4,12 +4,15 @@ and what to do, a non-zero exit, and nothing written."""
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import params as params_lib
+from conftest import ROOT
 from network import DiffWave
 from test_cli import run
 from test_generate import model_dir  # noqa: F401  (the tiny model trained for 30 steps)
@@ -178,3 +181,64 @@ def test_checkpoint_with_nan_weights_generates_nothing(model_dir, tmp_path):  # 
     result = run("generate.py", f"--model_dir={copy}", f"--output_dir={tmp_path / 'out'}")
     assert_one_line_refusal(result, "NaN or infinite weights")
     assert not (tmp_path / "out").exists()
+
+
+def test_generate_refuses_what_cannot_fit_in_memory_at_once(model_dir, tmp_path):  # noqa: F811
+    result = run("generate.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'out'}",
+                 "--seconds=1e9")
+    assert_one_line_refusal(result, "GB of memory, more than the")
+    assert not (tmp_path / "out").exists()
+
+
+def test_generate_refuses_an_output_name_taken_by_a_folder_before_any_work(
+        model_dir, tmp_path):  # noqa: F811
+    (tmp_path / "out" / "ddpm_seed0_001.wav").mkdir(parents=True)
+    result = run("generate.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'out'}",
+                 "--num_samples=2", "--sampler=ddpm")  # ddpm: minutes of work, were it done
+    assert_one_line_refusal(result, "ddpm_seed0_001.wav is a folder")
+    assert sorted(os.listdir(tmp_path / "out")) == ["ddpm_seed0_001.wav"]
+
+
+def test_generate_on_a_full_disk_says_so_in_one_line_and_leaves_no_partial_file(
+        model_dir, tmp_path):  # noqa: F811
+    from test_reliability import limited_file_size
+    result = subprocess.run(
+        [sys.executable, "generate.py", f"--model_dir={model_dir}", "--seconds=20",
+         f"--output_dir={tmp_path / 'out'}"], cwd=ROOT, capture_output=True, text=True,
+        timeout=300, preexec_fn=limited_file_size(100_000))  # the WAV needs 294 kB
+    # After the progress bar, one line.
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot write")
+    assert "File too large" in result.stderr
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_an_index_naming_a_deleted_checkpoint_generates_from_the_newest(
+        model_dir, tmp_path):  # noqa: F811
+    copy = copy_model(model_dir, tmp_path)
+    (copy / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-99"\n')
+    result = run("generate.py", f"--model_dir={copy}", f"--output_dir={tmp_path / 'out'}",
+                 "--seconds=1")
+    assert result.returncode == 0, result.stderr
+    assert "from " + str(copy / "checkpoints" / "ckpt-30") in result.stderr
+
+
+def test_train_without_params_json_says_that_is_what_is_missing(model_dir, tmp_path):  # noqa: F811
+    copy = copy_model(model_dir, tmp_path)
+    (copy / "params.json").unlink()
+    result = run("train.py", f"--model_dir={copy}", "--max_steps=40", "--preset=base",
+                 f"--cache_dir={tmp_path / 'cache'}")
+    assert_one_line_refusal(result, "but no params.json")
+
+
+def test_unwritable_cache_and_model_dirs_are_one_line_each(tmp_path):
+    """As root nothing is read-only, so the folders are made impossible another way: the cache
+    below a file, the model dir's lock file a folder."""
+    (tmp_path / "file").write_text("")
+    result = run("train.py", "--preset=tiny", f"--model_dir={tmp_path / 'a'}",
+                 f"--cache_dir={tmp_path / 'file' / 'cache'}")
+    assert_one_line_refusal(result, "cannot write the clip cache")
+    (tmp_path / "model" / ".train.lock").mkdir(parents=True)
+    result = run("train.py", "--preset=tiny", f"--model_dir={tmp_path / 'model'}",
+                 f"--cache_dir={tmp_path / 'cache'}")
+    assert_one_line_refusal(result, "cannot be written")

@@ -1,6 +1,7 @@
 """Saving and loading networks: every weight round-trips, mismatches are refused."""
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -67,3 +68,56 @@ def test_latest_or_named_checkpoint_is_found(tmp_path, tiny_params):
         manager.save(checkpoint_number=step)
     assert checkpoints.find_checkpoint(str(tmp_path)).endswith("ckpt-20")
     assert checkpoints.find_checkpoint(str(tmp_path), "ckpt-10").endswith("ckpt-10")
+
+
+def saved_steps_10_20_30(tmp_path, params):
+    model = DiffWave(params).build_for()
+    folder = tmp_path / "checkpoints"
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(folder),
+                                         max_to_keep=5)
+    for step in (10, 20, 30):
+        manager.save(checkpoint_number=step)
+    return folder
+
+
+@pytest.mark.parametrize("index", ["deleted", "empty", "garbage", "names a deleted one"])
+def test_a_lost_or_broken_index_file_still_finds_the_newest_complete_checkpoint(
+        tmp_path, tiny_params, index):
+    folder = saved_steps_10_20_30(tmp_path, tiny_params)
+    for path in folder.glob("ckpt-30.data-*"):  # ckpt-30 half deleted: not complete
+        path.unlink()
+    if index == "deleted":
+        (folder / "checkpoint").unlink()
+    elif index == "empty":
+        (folder / "checkpoint").write_text("")
+    elif index == "garbage":
+        (folder / "checkpoint").write_bytes(b"\x00\xff not a checkpoint state {{{")
+    assert checkpoints.complete_checkpoints(str(folder)) == [str(folder / "ckpt-10"),
+                                                            str(folder / "ckpt-20")]
+    assert checkpoints.latest_checkpoint(str(folder)).endswith("ckpt-20")
+    assert checkpoints.find_checkpoint(str(tmp_path)).endswith("ckpt-20")
+    assert "ckpt-20" in checkpoints.repair_index(str(folder))
+    assert tf.train.latest_checkpoint(str(folder)).endswith("ckpt-20")
+    assert checkpoints.repair_index(str(folder)) is None  # nothing left to repair
+
+
+def test_generation_loads_the_newest_checkpoint_when_training_deletes_the_one_found(
+        tmp_path, tiny_params, monkeypatch):
+    """train.py keeps 3 checkpoints: the one generate.py found can vanish before it is read."""
+    folder = saved_steps_10_20_30(tmp_path, tiny_params)
+    load_model, calls = checkpoints.load_model, []
+
+    def rotated_away(params, checkpoint, ema=True):
+        calls.append(os.path.basename(checkpoint))
+        if len(calls) == 1:  # training deletes it (and moves on) just before it is read
+            for path in folder.glob(os.path.basename(checkpoint) + ".*"):
+                path.unlink()
+        return load_model(params, checkpoint, ema=False)
+
+    monkeypatch.setattr(checkpoints, "load_model", rotated_away)
+    model, checkpoint = checkpoints.load_latest(tiny_params, str(tmp_path))
+    assert calls == ["ckpt-30", "ckpt-20"] and checkpoint.endswith("ckpt-20")
+    assert isinstance(model, DiffWave)
+    with pytest.raises(UserError, match="cannot read checkpoint"):  # a named one: no retry
+        calls.clear()
+        checkpoints.load_latest(tiny_params, str(tmp_path), "ckpt-20")

@@ -185,3 +185,45 @@ def test_real_music_from_shared(cache_dir):
     # 10 s files give 4 clips of 16000 samples each, less the odd near-silent one.
     assert 80 <= manifest["clips"] <= 96
     assert manifest["train_variance"] == pytest.approx(params.target_rms ** 2, rel=0.1)
+
+
+def test_one_file_drawn_for_validation_still_trains(tmp_path, tiny_params, cache_dir, caplog):
+    """With one usable file and val_fraction 0.1, one name in ten hashed into validation left
+    nothing to train on ("no usable audio (0 files, 0 skipped)")."""
+    name = next(f"song{i}.wav" for i in range(1000)
+                if pipeline._is_validation(f"song{i}.wav", tiny_params.val_fraction))
+    folder = tmp_path / "one"
+    write_audio(str(folder / name), tone(3, RATE), RATE)
+    manifest = data.prepare(tiny_params, str(folder), cache_dir).manifest
+    assert manifest["files_used"] == manifest["train_files"] == 1
+    assert manifest["train_clips"] == manifest["val_clips"] == manifest["clips"] > 0
+    assert manifest["validation"].startswith("the training clips")
+    assert "all drawn for validation" in caplog.text
+
+
+def test_a_file_name_that_is_not_utf8_is_read(tmp_path, tiny_params, cache_dir):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    odd = os.path.join(os.fsencode(folder), b"caf\xe9.wav")  # Latin-1, as an old tool wrote it
+    write_audio(odd, tone(2, RATE), RATE)
+    write_audio(str(folder / "plain.flac"), tone(2, RATE, frequency=300), RATE)
+    manifest = data.prepare(tiny_params, str(folder), cache_dir).manifest
+    assert manifest["files_found"] == manifest["files_used"] == 2, manifest["files_skipped"]
+
+
+def test_a_too_long_clip_counts_files_once(tmp_path, tiny_params, cache_dir):
+    folder = tmp_path / "two"
+    for name in ("a.wav", "b.wav"):
+        write_audio(str(folder / name), tone(1, RATE), RATE)
+    params = dataclasses.replace(tiny_params, clip_samples=10_000_000)
+    with pytest.raises(data.DataError, match=r"\(2 files found, 2 skipped"):
+        data.prepare(params, str(folder), cache_dir)
+
+
+def test_manifest_of_a_real_folder_has_no_built_in_tone_params(tmp_path, tiny_params, cache_dir):
+    write_audio(str(tmp_path / "m" / "a.wav"), tone(2, RATE), RATE)
+    manifest = data.prepare(tiny_params, str(tmp_path / "m"), cache_dir).manifest
+    assert "clip_samples" in manifest["params"]
+    assert not [name for name in manifest["params"] if name.startswith("synthetic_")]
+    tones = data.prepare(tiny_params, None, cache_dir).manifest
+    assert "synthetic_tones" in tones["params"]

@@ -2,8 +2,10 @@
 checkpoint interval; every checkpoint left on disk loads."""
 
 import glob
+import os
 import random
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -93,3 +95,58 @@ def test_sigterm_and_sigint_save_the_step_reached(tmp_path, signal_number):
     resumed = run(*TRAIN, f"--model_dir={model_dir}", f"--cache_dir={tmp_path / 'cache'}",
                   f"--max_steps={stopped_at + 2}")
     assert resumed.returncode == 0 and f"resuming from step {stopped_at}" in resumed.stdout
+
+
+def test_a_deleted_index_file_resumes_from_the_newest_checkpoint_and_overwrites_nothing(
+        tmp_path):
+    model_dir, cache = tmp_path / "model", f"--cache_dir={tmp_path / 'cache'}"
+    first = run(*TRAIN, f"--model_dir={model_dir}", cache, "--max_steps=20")
+    assert first.returncode == 0, first.stderr
+    trained = {path: open(path, "rb").read()
+               for path in glob.glob(f"{model_dir}/checkpoints/ckpt-20.*")}
+    (model_dir / "checkpoints" / "checkpoint").unlink()
+    again = run(*TRAIN, f"--model_dir={model_dir}", cache, "--max_steps=22")
+    assert again.returncode == 0, again.stderr
+    assert "resuming from step 20" in again.stdout and "checkpoint was missing" in again.stderr
+    assert all(open(path, "rb").read() == data for path, data in trained.items())
+    assert saved_steps(model_dir) == [10, 20, 22]
+
+
+def test_a_second_train_on_the_same_model_dir_is_refused_and_a_killed_one_leaves_no_lock(
+        tmp_path):
+    model_dir, cache = tmp_path / "model", tmp_path / "cache"
+    first = start(model_dir, cache, 100000)
+    read_until(first, 1)
+    second = run(*TRAIN, f"--model_dir={model_dir}", f"--cache_dir={cache}", "--max_steps=5")
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 1 and len(lines) == 1, second.stderr
+    assert f"is being trained by train.py, process {first.pid}" in lines[0]
+    first.kill()
+    first.wait()
+    third = run(*TRAIN, f"--model_dir={model_dir}", f"--cache_dir={cache}", "--max_steps=2")
+    assert third.returncode == 0, third.stderr
+
+
+def limited_file_size(size):
+    """For Popen's preexec_fn: writes past `size` bytes fail with EFBIG, as on a full disk."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    return limit
+
+
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path):
+    model_dir, cache = tmp_path / "model", f"--cache_dir={tmp_path / 'cache'}"
+    assert run(*TRAIN, f"--model_dir={model_dir}", cache, "--max_steps=10").returncode == 0
+    size = sum(os.path.getsize(path) for path in glob.glob(f"{model_dir}/checkpoints/ckpt-10.*"))
+    full = subprocess.run([sys.executable, *TRAIN, f"--model_dir={model_dir}", cache,
+                           "--max_steps=20"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, preexec_fn=limited_file_size(size // 2))
+    lines = full.stderr.strip().splitlines()
+    assert full.returncode == 1 and lines[-1].startswith("error: cannot save the checkpoint of "
+                                                         "step 20"), full.stderr
+    assert "resume from" in lines[-1] and "ckpt-10" in lines[-1]
+    assert "Traceback" not in full.stderr
+    assert saved_steps(model_dir) == [10]
+    assert_every_checkpoint_loads(model_dir)
+    assert not glob.glob(f"{model_dir}/checkpoints/*temp*")

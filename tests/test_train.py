@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 
 import pytest
 import tensorflow as tf
@@ -103,3 +104,31 @@ def test_trains_with_onednn_off_and_on_and_the_paths_agree(workspace):
     assert len(expected) == 4 and len(set(expected)) == 4
     for name in ("on", "xla"):
         assert losses(runs[name].stdout) == pytest.approx(expected, abs=2e-4), name
+
+
+def test_the_first_steps_are_shown_at_once_and_clips_shorter_than_a_frame_train(workspace):
+    """--log_every=50 used to keep a slow run silent for 50 steps; clips under the 256-sample
+    spectrogram frame aborted the process (an empty PNG) when samples were written."""
+    model_dir = workspace / "short"
+    result = train(workspace, model_dir, "--max_steps=3", "--log_every=50", "--clip_samples=128",
+                   "--sample_every=3")
+    assert result.returncode == 0, result.stderr
+    shown = [line for line in result.stdout.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in shown] == ["1/3", "2/3", "3/3"]
+    assert "(tracing included)" in shown[0] and "s/step  ETA 0:00:0" in shown[1]
+    assert {"generated/spectrogram", "real/spectrogram"} <= summary_tags(model_dir)
+
+
+@pytest.mark.parametrize("command, wanted", [
+    ("train.py", ["--data_dir", "--preset", "--batch_size", "--precision", "--model_dir",
+                  "--max_steps", "--dilated_conv", "--cache_dir", "--strategy"]),
+    ("generate.py", ["--model_dir", "--seconds", "--precision", "--jit", "--intra_op_threads",
+                     "--sampler"]),
+])
+def test_help_lists_every_flag_the_readme_uses_and_exits_0(command, wanted):
+    full, short = run(command, "--help"), run(command, "--helpshort")
+    assert full.returncode == 0 and short.returncode == 0, full.stderr + short.stderr
+    for flag in wanted:  # booleans read --[no]jit in absl's help
+        assert re.search(rf"  --(\[no\])?{flag[2:]}:", full.stdout), flag
+        assert f"  {flag}=" in short.stdout, flag
+    assert len(short.stdout.splitlines()) < len(full.stdout.splitlines()) / 2
