@@ -15,6 +15,10 @@ def _import_tensorflow_quietly():
         return
     import logging  # TensorFlow's Python-side INFO lines too (one per checkpoint write)
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    # Parts of TensorFlow log through absl's logger, which also carries our own INFO lines.
+    logging.getLogger("absl").addFilter(
+        lambda record: record.levelno >= logging.WARNING
+        or f"{os.sep}tensorflow{os.sep}" not in record.pathname)
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
     try:

@@ -117,6 +117,7 @@ def test_the_first_steps_are_shown_at_once_and_clips_shorter_than_a_frame_train(
     assert [line.split()[1] for line in shown] == ["1/3", "2/3", "3/3"]
     assert "(tracing included)" in shown[0] and "s/step  ETA 0:00:0" in shown[1]
     assert {"generated/spectrogram", "real/spectrogram"} <= summary_tags(model_dir)
+    assert "Sharding callback" not in result.stderr  # TensorFlow's INFO lines stay hidden
 
 
 @pytest.mark.parametrize("command, wanted", [
