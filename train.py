@@ -256,10 +256,13 @@ class Trainer:
                                             *self.diffusion.draw(batch, seed))
 
     def val_loss(self):
-        """Mean loss over the validation clips with fixed t and noise (comparable over time)."""
-        losses = [float(self.val_step(batch, tf.constant([index, 7])))
-                  for index, batch in enumerate(data.val_dataset(self.prepared, self.params))]
-        return sum(losses) / len(losses) if losses else None
+        """Mean loss per clip over a fixed subset of the validation clips, with fixed t and
+        noise (comparable over time); a short last batch weighs by its size."""
+        total = count = 0.0
+        for index, batch in enumerate(data.val_dataset(self.prepared, self.params)):
+            total += float(self.val_step(batch, tf.constant([index, 7]))) * len(batch)
+            count += len(batch)
+        return total / count if count else None
 
     def write_samples(self, step, real_batch):
         """Generated clips (EMA weights, DDIM) and real ones, as audio and spectrograms."""

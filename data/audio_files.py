@@ -40,6 +40,7 @@ class Source:
     path: str      # absolute path, or "synthetic/tone_NNNNN"
     decoder: int   # one of the DECODE_* constants
     rate: int      # Hz as stored
+    frames: int = 0  # frames in the file (0 for the built-in tones)
 
 
 def find_audio_files(data_dir):
@@ -124,13 +125,13 @@ def probe(path, input_rate):
     if layout is not None:
         format_tag, bits, declared, available, plain = layout
         if declared == _STREAMED_SIZE:  # libsndfile reads what the file holds
-            return Source(path, DECODE_SOUNDFILE, info.samplerate)
+            return Source(path, DECODE_SOUNDFILE, info.samplerate, info.frames)
         if declared > available:
             raise BadAudio(f"truncated: the header declares {declared} bytes of audio but the "
                            f"file holds {available}")
         in_graph = format_tag == _WAVE_FORMAT_PCM and bits == 16 and plain
     return Source(path, DECODE_WAV16_IN_GRAPH if in_graph else DECODE_SOUNDFILE,
-                  info.samplerate)
+                  info.samplerate, info.frames)
 
 
 def resample(audio, from_rate, to_rate):
@@ -142,8 +143,9 @@ def resample(audio, from_rate, to_rate):
         np.float32)
 
 
-def decode_with_soundfile(path, input_rate):
-    """Decodes any soundfile-readable file to mono float32 at `input_rate`.
+def decode_with_soundfile(path, input_rate, start=0, frames=-1):
+    """Decodes any soundfile-readable file, or `frames` of it from frame `start` (-1: to the
+    end), to mono float32 at `input_rate`.
 
     Returns:
       float32 [time], values as stored (full scale = 1).
@@ -151,7 +153,8 @@ def decode_with_soundfile(path, input_rate):
       BadAudio: unreadable, or samples that are NaN/inf.
     """
     try:
-        audio, rate = soundfile.read(os.fsencode(path), dtype="float32", always_2d=True)
+        audio, rate = soundfile.read(os.fsencode(path), frames=frames, start=start,
+                                     dtype="float32", always_2d=True)
     except (OSError, RuntimeError, soundfile.LibsndfileError) as error:
         raise BadAudio(f"cannot decode ({first_line(error)})") from None
     if not np.isfinite(audio).all():

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 # Bump when the preprocessing code changes in a way the params do not capture.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 SPLITS = ("train", "val")
 
 
@@ -59,6 +59,7 @@ class CacheWriter:
     def __init__(self, folder):
         self.folder = folder
         self.temp_folder = f"{folder}.partial-{os.getpid()}"
+        self.spilled = 0
         shutil.rmtree(self.temp_folder, ignore_errors=True)
         os.makedirs(self.temp_folder)
         self.writers = {split: tf.io.TFRecordWriter(os.path.join(self.temp_folder,
@@ -72,6 +73,13 @@ class CacheWriter:
                 self.writers[split].write(clip.tobytes())
         except tf.errors.OpError as error:  # e.g. "...; No space left on device"
             raise OSError(str(error).strip().splitlines()[0]) from None
+
+    def spill(self, array):
+        """Keeps `array` in a scratch .npy file of the temporary folder; returns its path."""
+        self.spilled += 1
+        path = os.path.join(self.temp_folder, f"spill-{self.spilled}.npy")
+        np.save(path, array)
+        return path
 
     def train_on_validation(self):
         """Makes the validation clips written so far the training clips too."""

@@ -8,8 +8,10 @@ The first run for a given data folder and set of preprocessing params builds the
 runs only read it.
 """
 
+import collections
 import dataclasses
 import hashlib
+import math
 import os
 
 import numpy as np
@@ -47,17 +49,61 @@ def _split(names, val_fraction):
     return val
 
 
+# Files longer than this are read in pieces of about this length (bounded memory); each piece
+# also reads MARGIN_SECONDS of its neighbours, so that the resampler and the low-pass see
+# what they would see in the whole file, and its clips are those of the whole file.
+PIECE_SECONDS = 60.0
+MARGIN_SECONDS = 0.25
+# Validation loss is computed on at most this many clips (spread over the split).
+VAL_CLIPS = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Piece:
+    """What one step of the pipeline decodes: a whole source or a piece of a long file."""
+    source: int        # index into the sources
+    decoder: int       # audio_files.DECODE_*
+    start: int = 0     # first frame read
+    frames: int = -1   # frames read (-1: to the end)
+    skip: int = 0      # decimated samples of margin to drop at the start
+    keep: int = -1     # decimated samples kept after them (-1: all)
+
+
+def _pieces(sources, params):
+    """Splits the sources longer than 1.5 PIECE_SECONDS into Pieces on clip boundaries."""
+    pieces = []
+    rate = params.sample_rate
+    for index, source in enumerate(sources):
+        if source.frames <= 1.5 * PIECE_SECONDS * source.rate:
+            pieces.append(Piece(index, source.decoder))
+            continue
+        # Model samples that span a whole number of file frames; pieces and margins are
+        # multiples of them, and pieces of whole clips too.
+        unit = rate // math.gcd(source.rate, rate)
+        step = math.lcm(unit, params.clip_samples)
+        length = step * max(1, round(PIECE_SECONDS * rate / step))
+        margin = unit * math.ceil(MARGIN_SECONDS * rate / unit)
+        frames = lambda samples: samples * source.rate // rate  # noqa: E731  exact
+        total = math.ceil(source.frames * rate / source.rate)
+        for start in range(0, total, length):
+            skip = min(margin, start)
+            pieces.append(Piece(index, audio_files.DECODE_SOUNDFILE, frames(start - skip),
+                                frames(skip + length + margin), skip, length))
+    return pieces
+
+
 def _clips_graph(params):
-    """Builds the per-source graph function: source in, normalised clips out."""
+    """Builds the per-piece graph function: a piece in, its non-silent clips out."""
     taps = lowpass.design_lowpass(params)
     input_rate = params.input_rate
     silence_rms = 10.0 ** (params.silence_dbfs / 20)
     tone_samples = params.clip_samples * params.decimation
     max_frequency = lowpass.passband_edge(params)
 
-    def soundfile_or_reason(path):
+    def soundfile_or_reason(path, start, frames):
         try:
-            return audio_files.decode_with_soundfile(os.fsdecode(path), input_rate), b""
+            return audio_files.decode_with_soundfile(os.fsdecode(path), input_rate, int(start),
+                                                     int(frames)), b""
         except audio_files.BadAudio as reason:
             return np.zeros([0], np.float32), str(reason).encode()
 
@@ -68,7 +114,7 @@ def _clips_graph(params):
     def resample(audio, rate):
         return audio_files.resample(audio, int(rate), input_rate)
 
-    def process(path, decoder, rate, index):
+    def process(path, decoder, rate, index, start, frames, skip, keep):
         """Returns (index, clips [num_clips, clip_samples], decimated length, skip reason)."""
         def wav16():
             audio = tf.reduce_mean(tf.audio.decode_wav(tf.io.read_file(path)).audio, axis=1)
@@ -77,7 +123,8 @@ def _clips_graph(params):
             return audio, tf.constant("")
 
         def with_soundfile():
-            return tuple(tf.numpy_function(soundfile_or_reason, [path], [tf.float32, tf.string]))
+            return tuple(tf.numpy_function(soundfile_or_reason, [path, start, frames],
+                                           [tf.float32, tf.string]))
 
         def built_in():
             return tf.numpy_function(tone, [index], tf.float32), tf.constant("")
@@ -85,20 +132,26 @@ def _clips_graph(params):
         audio, reason = tf.switch_case(decoder, [wav16, with_soundfile, built_in])
         audio = tf.ensure_shape(audio, [None])
         decimated = lowpass.decimate(audio, taps, params.decimation)
+        decimated = decimated[skip:tf.where(keep < 0, tf.size(decimated), skip + keep)]
         count = tf.size(decimated) // params.clip_samples
         clips = tf.reshape(decimated[:count * params.clip_samples],
                            [count, params.clip_samples])
         clip_rms = tf.sqrt(tf.reduce_mean(tf.square(clips), axis=1))
-        clips = tf.boolean_mask(clips, clip_rms > silence_rms)
-        # One gain per file: non-silent clips reach target_rms unless that would clip.
-        level = tf.sqrt(tf.math.divide_no_nan(tf.reduce_sum(tf.square(clips)),
-                                              tf.cast(tf.size(clips), tf.float32)))
-        peak = tf.maximum(tf.reduce_max(tf.abs(clips)), 0.0)  # 0, not -inf, when no clips
-        gain = tf.minimum(tf.math.divide_no_nan(params.target_rms, level),
-                          tf.math.divide_no_nan(1.0, peak))
-        return index, clips * gain, tf.size(decimated), reason
+        return index, tf.boolean_mask(clips, clip_rms > silence_rms), tf.size(decimated), reason
 
     return process
+
+
+def _gain(parts, target_rms):
+    """One gain for all the clips of a file (`parts` gives its [clips, clip_samples] arrays one
+    at a time): they reach target_rms unless that would clip."""
+    values = square_sum = peak = 0.0
+    for part in parts():
+        values += part.size
+        square_sum += float(np.square(part, dtype=np.float64).sum())
+        peak = max(peak, float(np.abs(part).max()) if part.size else 0.0)
+    level = math.sqrt(square_sum / values) if values else 0.0
+    return np.float32(min(target_rms / level if level else 0.0, 1.0 / peak if peak else 0.0))
 
 
 def _list_sources(data_dir, params):
@@ -141,11 +194,16 @@ def _build(folder, source, files, sources, skipped, params):
     names = [s.path if source == SYNTHETIC_SOURCE else os.path.relpath(s.path, source)
              for s in sources]
     val_indices = _split(names, params.val_fraction)
+    pieces = _pieces(sources, params)
+    piece_counts = collections.Counter(piece.source for piece in pieces)
     dataset = tf.data.Dataset.from_tensor_slices((
         # Bytes as the file system spells them: a name need not be valid UTF-8.
-        np.array([os.fsencode(s.path) for s in sources], object),
-        np.array([s.decoder for s in sources], np.int32),
-        np.array([s.rate for s in sources], np.int32), np.arange(len(sources), dtype=np.int32)))
+        np.array([os.fsencode(sources[p.source].path) for p in pieces], object),
+        np.array([p.decoder for p in pieces], np.int32),
+        np.array([sources[p.source].rate for p in pieces], np.int32),
+        *[np.array([getattr(p, name) for p in pieces], dtype) for name, dtype in (
+            ("source", np.int32), ("start", np.int64), ("frames", np.int64),
+            ("skip", np.int32), ("keep", np.int32))]))
     dataset = dataset.map(_clips_graph(params), num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=True).prefetch(tf.data.AUTOTUNE)
 
@@ -154,26 +212,60 @@ def _build(folder, source, files, sources, skipped, params):
               for split in cache.SPLITS}
     input_seconds = 0.0
     writer = cache.CacheWriter(folder)
-    try:
-        for index, clips, decimated_length, reason in dataset.as_numpy_iterator():
-            input_seconds += decimated_length / params.sample_rate
-            reason = reason.decode()
-            if not reason and decimated_length < params.clip_samples:
-                reason = (f"shorter than one clip ({decimated_length / params.sample_rate:.2f} s"
-                          f" < {clip_seconds:.2f} s)")
-            if not reason and len(clips) == 0:
-                reason = f"silent (every clip below {params.silence_dbfs:g} dBFS)"
-            if reason:
-                item = {"path": sources[index].path, "reason": reason}
-                skipped.append(item)
-                _warn_skipped([item])
-                continue
-            split = counts["val" if index in val_indices else "train"]
-            writer.write("val" if index in val_indices else "train", clips)
-            split["files"] += 1
+
+    def add_file(index, parts, decimated_length, reason):
+        """Normalises and writes the clips of one file, or records why it is skipped. parts:
+        its pieces' [clips, clip_samples] arrays, or the .npy files they wait in."""
+        def each_part():
+            for part in parts:
+                yield np.load(part) if isinstance(part, str) else part
+
+        if not reason and decimated_length < params.clip_samples:
+            reason = (f"shorter than one clip ({decimated_length / params.sample_rate:.2f} s"
+                      f" < {clip_seconds:.2f} s)")
+        if not reason and not any(len(part) for part in each_part()):
+            reason = f"silent (every clip below {params.silence_dbfs:g} dBFS)"
+        if reason:
+            item = {"path": sources[index].path, "reason": reason}
+            skipped.append(item)
+            _warn_skipped([item])
+            return
+        gain = _gain(each_part, params.target_rms)
+        name = "val" if index in val_indices else "train"
+        split = counts[name]
+        split["files"] += 1
+        for part in each_part():
+            clips = part * gain
+            writer.write(name, clips)
             split["clips"] += len(clips)
             split["sum"] += float(clips.sum(dtype=np.float64))
             split["square_sum"] += float(np.square(clips, dtype=np.float64).sum())
+
+    def add_and_clean_up(index, parts, decimated_length, reason):
+        try:
+            add_file(index, parts, decimated_length, reason)
+        finally:
+            for part in parts:
+                if isinstance(part, str):
+                    os.remove(part)
+
+    try:
+        # The pieces of a file come one after another: gather them, then add the file.
+        current, parts, length, reasons = None, [], 0, []
+        for index, clips, decimated_length, reason in dataset.as_numpy_iterator():
+            if index != current:
+                if current is not None:
+                    add_and_clean_up(current, parts, length, reasons[0] if reasons else "")
+                current, parts, length, reasons = index, [], 0, []
+            input_seconds += decimated_length / params.sample_rate
+            if piece_counts[index] > 1:  # a long file waits on disk, not in memory
+                parts.append(writer.spill(clips))
+            else:
+                parts.append(clips)
+            length += decimated_length
+            reasons += [reason.decode()] if reason else []
+        if current is not None:
+            add_and_clean_up(current, parts, length, reasons[0] if reasons else "")
     except BaseException:
         writer.abort()
         raise
@@ -265,11 +357,13 @@ def train_dataset(prepared, params, seed=0):
             .prefetch(tf.data.AUTOTUNE))
 
 
-def val_dataset(prepared, params):
-    """One pass over the validation clips in a fixed order.
+def val_dataset(prepared, params, max_clips=VAL_CLIPS):
+    """The validation clips, or at most `max_clips` of them spread evenly over the split (every
+    k-th), in a fixed order: the same clips at every checkpoint, in bounded time.
 
     Returns:
       tf.data.Dataset of float32 [<= batch_size, clip_samples, 1].
     """
     clips = cache.clip_dataset(prepared.folder, "val", params.clip_samples)
-    return clips.batch(params.batch_size).prefetch(tf.data.AUTOTUNE)
+    every = max(1, math.ceil(prepared.manifest["val_clips"] / max_clips))
+    return clips.shard(every, 0).batch(params.batch_size).prefetch(tf.data.AUTOTUNE)

@@ -27,7 +27,7 @@ def test_finds_audio_recursively_and_ignores_the_rest(tmp_path):
 def test_plain_16_bit_wav_is_decoded_in_graph(tmp_path):
     path = write_audio(str(tmp_path / "a.wav"), tone(1, RATE), RATE)
     assert audio_files.probe(path, RATE) == audio_files.Source(
-        path, audio_files.DECODE_WAV16_IN_GRAPH, RATE)
+        path, audio_files.DECODE_WAV16_IN_GRAPH, RATE, RATE)
 
 
 @pytest.mark.parametrize("name, subtype, file_format", [
@@ -124,11 +124,10 @@ def test_resample_keeps_duration_and_pitch():
 
 
 def test_interrupted_wav_write_leaves_no_file(tmp_path, monkeypatch):
-    def write_half_then_die(path, audio, rate, **kwargs):
-        with open(path, "wb") as f:
-            f.write(b"RIFF\x00\x00")
+    def die_before_the_rename(source, target):
+        assert os.path.getsize(source) > 44  # the temporary file was written
         raise KeyboardInterrupt
-    monkeypatch.setattr(soundfile, "write", write_half_then_die)
+    monkeypatch.setattr(audio_files.os, "replace", die_before_the_rename)
     target = tmp_path / "out" / "clip.wav"
     with pytest.raises(KeyboardInterrupt):
         audio_files.write_wav(str(target), tone(0.1, RATE), RATE)

@@ -227,3 +227,41 @@ def test_manifest_of_a_real_folder_has_no_built_in_tone_params(tmp_path, tiny_pa
     assert not [name for name in manifest["params"] if name.startswith("synthetic_")]
     tones = data.prepare(tiny_params, None, cache_dir).manifest
     assert "synthetic_tones" in tones["params"]
+
+
+def test_a_long_file_read_in_pieces_gives_the_clips_of_the_whole_file(
+        tmp_path, tiny_params, cache_dir, monkeypatch):
+    """Long files are decoded piece by piece (bounded memory); the resampler (48 kHz here, whose
+    frames line up with the model's samples only every 49 samples) and the low-pass see their
+    neighbours' margins, so the clips are those of the file decoded whole."""
+    rate, seconds = 48000, 100
+    time = np.arange(rate * seconds) / rate
+    rng = np.random.default_rng(0)
+    audio = 0.3 * np.sin(2 * np.pi * (200 + 20 * time) * time) + 0.05 * rng.normal(size=time.size)
+    write_audio(str(tmp_path / "long" / "mix.wav"), np.stack([audio, -audio * 0.5], 1), rate)
+    params = dataclasses.replace(tiny_params, val_fraction=0.0)
+    assert len(pipeline._pieces([data.audio_files.probe(str(tmp_path / "long" / "mix.wav"),
+                                                        params.input_rate)], params)) == 2
+    pieces = data.prepare(params, str(tmp_path / "long"), cache_dir)
+    monkeypatch.setattr(pipeline, "PIECE_SECONDS", 1000.0)
+    whole = data.prepare(params, str(tmp_path / "long"), str(tmp_path / "other_cache"))
+    assert pieces.manifest["train_clips"] == whole.manifest["train_clips"] == (
+        seconds * params.sample_rate // params.clip_samples)
+    np.testing.assert_allclose(_clips(pieces, params), _clips(whole, params), atol=2e-5)
+    assert sorted(os.listdir(pieces.folder)) == ["manifest.json", "train.tfrecord",
+                                                 "val.tfrecord"]  # no piece left on disk
+
+
+def test_validation_is_a_fixed_subset_spread_over_the_split(tiny_params, cache_dir):
+    tiny_params = dataclasses.replace(tiny_params, val_fraction=0.6)
+    prepared = data.prepare(tiny_params, None, cache_dir)
+    every = _clips(prepared, tiny_params, "val")
+    assert len(every) > 10
+    subset = np.concatenate([b.numpy()[..., 0] for b in data.val_dataset(prepared, tiny_params,
+                                                                          max_clips=5)])
+    step = -(-len(every) // 5)
+    assert len(subset) <= 5
+    np.testing.assert_array_equal(subset, every[::step])  # spread, from the last files too
+    again = np.concatenate([b.numpy()[..., 0] for b in data.val_dataset(prepared, tiny_params,
+                                                                         max_clips=5)])
+    np.testing.assert_array_equal(subset, again)
