@@ -18,7 +18,7 @@ from absl import app, flags
 import data  # noqa: F401  first: it quiets TensorFlow's start-up logging
 import numpy as np  # noqa: E402
 
-from data.audio_files import resample, write_wav  # noqa: E402
+from data.audio_files import remove_stale_partial_wavs, resample, write_wav  # noqa: E402
 from diffusion import Diffusion, samplers  # noqa: E402
 from network import checkpoints, runtime  # noqa: E402
 from params import UserError, parse_flags  # noqa: E402
@@ -191,6 +191,9 @@ def generate():
     plan = make_plan(params)
     check_memory(model_samples, output_samples, min(FLAGS.batch_size, FLAGS.num_samples))
     check_output_dir(FLAGS.output_dir)
+    if os.path.isdir(FLAGS.output_dir):
+        for path in remove_stale_partial_wavs(FLAGS.output_dir):
+            print(f"removed {path}, left by a generate.py that was killed", file=sys.stderr)
     model, checkpoint = checkpoints.load_latest(params, FLAGS.model_dir, FLAGS.checkpoint,
                                                 ema=not FLAGS.no_ema)
 

@@ -84,6 +84,17 @@ def write_json(path, values):
                         "space or give a writable folder") from None
 
 
+def process_is_running(pid):
+    """Whether process `pid` exists: a temporary file named after a dead one is stale."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        return True
+    return True
+
+
 def first_line(error):
     """The first line of an exception's message, for one-line reports."""
     return (str(error).strip() or type(error).__name__).splitlines()[0]

@@ -7,6 +7,7 @@ reason, and the pipeline skips it.
 """
 
 import dataclasses
+import glob
 import io
 import math
 import os
@@ -16,7 +17,7 @@ import numpy as np
 import scipy.signal
 import soundfile
 
-from params import UserError, first_line
+from params import UserError, first_line, process_is_running
 
 AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
 
@@ -168,7 +169,8 @@ def write_wav(path, audio, rate):
     """float [time] in [-1, 1] -> 16-bit WAV at path, written under a temporary name and renamed,
     so an interrupted write never leaves a truncated file at path. UserError when it cannot be
     written (disk full, read-only, a folder of that name)."""
-    temporary = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
+    temporary = os.path.join(os.path.dirname(path),
+                             f".{os.path.basename(path)}.partial-{os.getpid()}")
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         encoded = io.BytesIO()  # encoded first, so a failed write names its cause (errno)
@@ -183,3 +185,15 @@ def write_wav(path, audio, rate):
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def remove_stale_partial_wavs(folder):
+    """Deletes the temporary files of write_wav calls whose process has ended (a killed
+    generate.py); returns their paths."""
+    removed = []
+    for path in glob.glob(os.path.join(glob.escape(folder), ".*.wav.partial-*")):
+        pid = path.rsplit("-", 1)[1]
+        if pid.isdigit() and not process_is_running(int(pid)):
+            os.remove(path)
+            removed.append(path)
+    return removed

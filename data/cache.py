@@ -8,6 +8,7 @@ A cache is built in a temporary folder and renamed into place, so a killed run n
 half-written cache behind under a valid key.
 """
 
+import glob
 import hashlib
 import json
 import os
@@ -15,6 +16,8 @@ import shutil
 
 import numpy as np
 import tensorflow as tf
+
+from params import process_is_running
 
 # Bump when the preprocessing code changes in a way the params do not capture.
 CACHE_VERSION = 2
@@ -42,6 +45,27 @@ def cache_key(source, files, data_params):
     text = json.dumps({"version": CACHE_VERSION, "source": source, "files": listing,
                        "params": data_params}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def remove_stale(cache_dir, source, files):
+    """Deletes what can never be used again in cache_dir: the temporary folders of builds whose
+    process has ended, and caches of `source` whose key its files (absolute paths, as
+    cache_key takes them) no longer give: files changed since, or another CACHE_VERSION.
+    Returns the folders removed."""
+    removed = []
+    for path in glob.glob(os.path.join(glob.escape(cache_dir), "*")):
+        name = os.path.basename(path)
+        if ".partial-" in name:
+            pid = name.rsplit("-", 1)[1]
+            stale = pid.isdigit() and not process_is_running(int(pid))
+        else:
+            manifest = read_manifest(path)
+            stale = (manifest is not None and manifest.get("source") == source
+                     and name != cache_key(source, files, manifest.get("params")))
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def read_manifest(folder):

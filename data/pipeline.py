@@ -324,7 +324,12 @@ def prepare(params, data_dir=None, cache_dir=None):
     """
     cache_dir = cache_dir or cache.default_cache_dir()
     source, files, sources, skipped = _list_sources(data_dir, params)
-    folder = os.path.join(cache_dir, cache.cache_key(source, files, _data_params(params, source)))
+    data_params = _data_params(params, source)
+    key = cache.cache_key(source, files, data_params)
+    folder = os.path.join(cache_dir, key)
+    if os.path.isdir(cache_dir):
+        for stale in cache.remove_stale(cache_dir, source, files):
+            logging.info("removed %s: a stale clip cache", stale)
     manifest = cache.read_manifest(folder)
     if manifest is not None:
         _warn_skipped(manifest["files_skipped"])

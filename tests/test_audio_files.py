@@ -1,5 +1,6 @@
 import os
 import struct
+import subprocess
 
 import numpy as np
 import pytest
@@ -164,3 +165,14 @@ def test_links_to_folders_are_followed_once_and_loops_end(tmp_path):
     (music / "loop").symlink_to(music)  # and a loop
     found = [os.path.relpath(path, music) for path in audio_files.find_audio_files(str(music))]
     assert found == ["again/a.wav"]  # once, by the first name in sorted order
+
+
+def test_partial_wavs_of_killed_runs_are_removed_and_those_being_written_kept(tmp_path):
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead = tmp_path / f".fast_seed0_000.wav.partial-{finished.pid}"
+    alive = tmp_path / f".fast_seed0_001.wav.partial-{os.getpid()}"
+    for path in (dead, alive):
+        path.write_bytes(b"RIFF")
+    assert audio_files.remove_stale_partial_wavs(str(tmp_path)) == [str(dead)]
+    assert sorted(os.listdir(tmp_path)) == [alive.name]

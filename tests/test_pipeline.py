@@ -1,5 +1,6 @@
 import dataclasses
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -265,3 +266,23 @@ def test_validation_is_a_fixed_subset_spread_over_the_split(tiny_params, cache_d
     again = np.concatenate([b.numpy()[..., 0] for b in data.val_dataset(prepared, tiny_params,
                                                                          max_clips=5)])
     np.testing.assert_array_equal(subset, again)
+
+
+def test_stale_caches_and_builds_of_killed_runs_are_removed_and_live_ones_kept(
+        tmp_path, tiny_params, cache_dir):
+    path = write_audio(str(tmp_path / "d/a.wav"), tone(1, RATE), RATE)
+    first = data.prepare(tiny_params, str(tmp_path / "d"), cache_dir)
+    other = dataclasses.replace(tiny_params, silence_dbfs=-40.0)
+    other_before = data.prepare(other, str(tmp_path / "d"), cache_dir)
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # its process id names a build that was killed
+    dead = os.path.join(cache_dir, f"0123abcd.partial-{finished.pid}")
+    os.makedirs(dead)
+    alive = os.path.join(cache_dir, f"4567cdef.partial-{os.getpid()}")
+    os.makedirs(alive)
+    write_audio(path, tone(1.5, RATE), RATE)  # the file changed: both caches are stale
+    other_after = data.prepare(other, str(tmp_path / "d"), cache_dir)
+    assert not os.path.exists(first.folder) and not os.path.exists(other_before.folder)
+    assert not os.path.exists(dead) and os.path.exists(alive)  # a build still running stays
+    second = data.prepare(tiny_params, str(tmp_path / "d"), cache_dir)
+    assert os.path.exists(second.folder) and os.path.exists(other_after.folder)
