@@ -53,12 +53,24 @@ def configure(precision="float32", intra_op_threads=0, inter_op_threads=0):
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
     keras.mixed_precision.set_dtype_policy(precision)
-    if precision == "mixed_bfloat16" and not tf.config.list_logical_devices("GPU"):
-        cpu = cpu_info()
-        if not {"avx512_bf16", "amx_bf16"} & cpu["flags"]:
-            logging.warning("--precision=mixed_bfloat16 on a CPU without bfloat16 hardware "
-                            "(%s has neither AVX512_BF16 nor AMX): expect it to run several "
-                            "times slower than --precision=float32", cpu["model"])
+    warning = precision_warning(precision)
+    if warning:
+        logging.warning(warning)
+
+
+def precision_warning(precision):
+    """A sentence when `precision` will be slow on this machine, else None."""
+    if (precision == "mixed_bfloat16" and not has_bfloat16_hardware()
+            and not tf.config.list_logical_devices("GPU")):
+        return (f"--precision=mixed_bfloat16 on a CPU without bfloat16 hardware "
+                f"({cpu_info()['model']} has neither AVX512_BF16 nor AMX): expect it to run "
+                "several times slower than --precision=float32")
+    return None
+
+
+def has_bfloat16_hardware():
+    """Whether this CPU computes bfloat16 natively (AVX512_BF16 or AMX)."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_info()["flags"])
 
 
 @functools.cache

@@ -171,3 +171,15 @@ def test_fractional_steps_and_quiet_inputs_reach_the_network_unrounded(tiny, pre
     out = model((tf.concat([audio[:1]] * 4, 0), steps)).numpy()
     for a, b in ((0, 1), (2, 3)):
         assert np.abs(out[a] - out[b]).max() > 1e-4 * np.abs(out[a]).max()
+
+
+def test_bfloat16_without_hardware_support_is_said_to_be_slow(monkeypatch):
+    from network import runtime
+    monkeypatch.setattr(runtime, "cpu_info", lambda: {"model": "AMD EPYC",
+                                                      "flags": {"avx2", "fma"}})
+    warning = runtime.precision_warning("mixed_bfloat16")
+    assert "AMD EPYC has neither AVX512_BF16 nor AMX" in warning and "slower" in warning
+    assert runtime.precision_warning("float32") is None
+    monkeypatch.setattr(runtime, "cpu_info", lambda: {"model": "Xeon",
+                                                      "flags": {"avx512_bf16", "amx_bf16"}})
+    assert runtime.precision_warning("mixed_bfloat16") is None
