@@ -194,8 +194,10 @@ def generate():
     if os.path.isdir(FLAGS.output_dir):
         for path in remove_stale_partial_wavs(FLAGS.output_dir):
             print(f"removed {path}, left by a generate.py that was killed", file=sys.stderr)
+    dilated_conv, said = runtime.dilated_conv_from_flags(training=False)
     model, checkpoint = checkpoints.load_latest(params, FLAGS.model_dir, FLAGS.checkpoint,
-                                                ema=not FLAGS.no_ema)
+                                                not FLAGS.no_ema, dilated_conv)
+    print(said, file=sys.stderr)
 
     batches = math.ceil(FLAGS.num_samples / FLAGS.batch_size)
     progress = Progress(f"{FLAGS.num_samples} x {output_samples / output_rate:g} s, "

@@ -406,7 +406,8 @@ def main(_):
         os.makedirs(model_dir, exist_ok=True)
         lock = lock or (checkpoints.lock_model_dir(model_dir) if chief else None)
         params.save(os.path.join(model_dir, "params.json"))
-        dilated_conv = runtime.dilated_conv_from_flags(training=True)
+        dilated_conv, said = runtime.dilated_conv_from_flags(training=True)
+        print(said, flush=True)
         Trainer(params, prepared, model_dir, strategy, FLAGS.jit, dilated_conv).train(
             FLAGS.max_steps, FLAGS.seed)
     except params_lib.UserError as error:

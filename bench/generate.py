@@ -81,7 +81,9 @@ def peak_rss_mb(params, network, seconds):
 def main(_):
     runtime.configure_from_flags()
     params = params_lib.preset(FLAGS.preset)
-    network = DiffWave(params, "direct").build_for()
+    dilated_conv, said = runtime.dilated_conv_from_flags(training=False)
+    print(said, file=sys.stderr)
+    network = DiffWave(params, dilated_conv).build_for()
     diffusion = Diffusion.from_params(params)
     rate = params.sample_rate
     samples = round(FLAGS.seconds * rate)
@@ -92,7 +94,7 @@ def main(_):
               "window": FLAGS.window, "cores": len(os.sched_getaffinity(0)),
               "precision": FLAGS.precision, "jit": FLAGS.jit,
               "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
-              "dilated_conv": "direct", **machine()}
+              "dilated_conv": dilated_conv, **machine()}
     if "forward" in FLAGS.measure:
         result["forward_ms"] = round(forward_ms(network, FLAGS.forward_samples), 1)
         result["gflops"] = round(network.flops_per_sample() * FLAGS.forward_samples

@@ -12,6 +12,7 @@ TensorFlow's own threads. Target: steps_per_s >= 0.30 (1.5x a straightforward TF
 import json
 import os
 import resource
+import sys
 import tempfile
 import time
 
@@ -41,7 +42,8 @@ def main(_):
     params = params_lib.preset(FLAGS.preset, batch_size=FLAGS.batch,
                                clip_samples=FLAGS.samples)
     with tempfile.TemporaryDirectory() as model_dir:
-        dilated_conv = runtime.dilated_conv_from_flags(training=True)
+        dilated_conv, said = runtime.dilated_conv_from_flags(training=True)
+        print(said, file=sys.stderr)
         trainer = train.Trainer(params, None, model_dir, strategy, FLAGS.jit, dilated_conv)
         clean = 0.1 * tf.random.normal([FLAGS.batch, FLAGS.samples, 1], seed=1)
         batches = tf.data.Dataset.from_tensors(clean).repeat()
@@ -68,7 +70,8 @@ def main(_):
         "threads": {"intra_op": FLAGS.intra_op_threads, "inter_op": FLAGS.inter_op_threads,
                     "cores": len(os.sched_getaffinity(0))},
         "strategy": FLAGS.strategy, "replicas": strategy.num_replicas_in_sync,
-        "jit": FLAGS.jit, "dilated_conv": dilated_conv, **machine(), "preset": FLAGS.preset, "batch": [FLAGS.batch, FLAGS.samples],
+        "jit": FLAGS.jit, "dilated_conv": dilated_conv, **machine(), "preset": FLAGS.preset,
+        "batch": [FLAGS.batch, FLAGS.samples],
         "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
         "targets": {"steps_per_s": 0.30}}))
 

@@ -99,14 +99,15 @@ def find_checkpoint(model_dir, checkpoint=None):
     return latest
 
 
-def load_latest(params, model_dir, checkpoint=None, ema=True, attempts=5):
+def load_latest(params, model_dir, checkpoint=None, ema=True, dilated_conv="direct",
+                attempts=5):
     """(model, checkpoint) as find_checkpoint and load_model give them. Without `checkpoint`,
     a checkpoint that a running train.py deletes while it is being read is not an error:
     the newest one is tried instead."""
     for attempt in range(attempts):
         found = find_checkpoint(model_dir, checkpoint)
         try:
-            return load_model(params, found, ema), found
+            return load_model(params, found, ema, dilated_conv), found
         except UserError:
             rotated = not os.path.exists(found + ".index") or found not in complete_checkpoints(
                 os.path.dirname(found))
@@ -142,10 +143,10 @@ def lock_model_dir(model_dir):
     return handle
 
 
-def load_model(params, checkpoint, ema=True):
-    """A DiffWave for generation (forward only: its dilated convolutions direct) built from
-    params with the EMA (or raw) weights of `checkpoint`."""
-    model = DiffWave(params, "direct").build_for()
+def load_model(params, checkpoint, ema=True, dilated_conv="direct"):
+    """A DiffWave for generation (forward only: direct dilated convolutions run everywhere)
+    built from params with the EMA (or raw) weights of `checkpoint`."""
+    model = DiffWave(params, dilated_conv).build_for()
     restore(checkpoint, **{"ema" if ema else "model": model})
     for weight in model.weights:
         if not np.isfinite(weight.numpy()).all():

@@ -215,8 +215,8 @@ class DiffWave(keras.Model):
                                                     dtype=self.exact_dtype)
         # One attribute per layer, not a list: tf.train.Checkpoint only follows attributes.
         for i, dilation in enumerate(self.dilations):
-            setattr(self, f"residual_{i}", ResidualLayer(channels, dilation, folded=dilated_conv == "folded",
-                                  name=f"residual_{i}"))
+            setattr(self, f"residual_{i}", ResidualLayer(
+                channels, dilation, folded=dilated_conv == "folded", name=f"residual_{i}"))
         self.skip_projection = keras.layers.Conv1D(channels, 1, activation="relu")
         # Zero output: the untrained model predicts no noise, a stable start (as in the paper).
         # float32 output under mixed precision: the diffusion math and the loss stay float32.

@@ -92,13 +92,13 @@ def cpu_info():
     return {"model": model, "flags": cpu_flags}
 
 
-def dilated_conv_from_flags(training, file=None):
-    """resolve_dilated_conv for --dilated_conv and --jit, said in one line on `file` (stdout)."""
+def dilated_conv_from_flags(training):
+    """resolve_dilated_conv for --dilated_conv and --jit: (dilated_conv, a line saying which
+    runs and why, for the command to print once its input has been checked)."""
     dilated_conv, reason = resolve_dilated_conv(flags.FLAGS.dilated_conv, training,
                                                 flags.FLAGS.jit)
-    print(f"dilated convolutions: {dilated_conv} ({reason}; --dilated_conv overrides)",
-          file=file, flush=True)
-    return dilated_conv
+    return dilated_conv, (f"dilated convolutions: {dilated_conv} ({reason}; --dilated_conv "
+                          "overrides)")
 
 
 def configure_from_flags():

@@ -107,7 +107,7 @@ def test_generation_loads_the_newest_checkpoint_when_training_deletes_the_one_fo
     folder = saved_steps_10_20_30(tmp_path, tiny_params)
     load_model, calls = checkpoints.load_model, []
 
-    def rotated_away(params, checkpoint, ema=True):
+    def rotated_away(params, checkpoint, ema=True, dilated_conv="direct"):
         calls.append(os.path.basename(checkpoint))
         if len(calls) == 1:  # training deletes it (and moves on) just before it is read
             for path in folder.glob(os.path.basename(checkpoint) + ".*"):
