@@ -161,8 +161,11 @@ def test_truncated_checkpoint_is_refused_by_both_commands(model_dir, tmp_path): 
     data_file.write_bytes(data_file.read_bytes()[:1000])
     assert_one_line_refusal(run("generate.py", f"--model_dir={copy}",
                                 f"--output_dir={tmp_path / 'out'}"), "ckpt-30")
-    assert_one_line_refusal(run("train.py", f"--model_dir={copy}", "--max_steps=40",
-                                f"--cache_dir={tmp_path / 'cache'}"), "ckpt-30")
+    result = run("train.py", f"--model_dir={copy}", "--max_steps=40",
+                 f"--cache_dir={tmp_path / 'cache'}")
+    assert_one_line_refusal(result, "ckpt-30")
+    assert "--checkpoint" not in result.stderr.replace("generate.py can also pick one with "
+                                                       "--checkpoint", "")  # not train's flag
     assert not (tmp_path / "out").exists()
 
 
