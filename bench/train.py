@@ -16,7 +16,9 @@ import sys
 import tempfile
 import time
 
-from common import machine, matmul_peak_gflops
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # train.py's choice, before TF loads
+
+from common import machine, matmul_peak_gflops  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402

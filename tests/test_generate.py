@@ -81,9 +81,10 @@ def test_continuous_noise_conditioning_trains_tiny_and_generates(tmp_path):
                   "--log_every=10", "--noise_conditioning=continuous",
                   f"--model_dir={model_dir}", f"--cache_dir={tmp_path / 'cache'}")
     assert trained.returncode == 0, trained.stderr
-    losses = [float(word) for line in trained.stdout.splitlines() if line.startswith("step ")
-              for word in line.split()[3:4]]
-    assert len(losses) == 3 and losses[-1] < losses[0]
+    shown = [line.split() for line in trained.stdout.splitlines() if line.startswith("step ")]
+    assert [words[1] for words in shown] == ["1/30", "2/30", "10/30", "20/30", "30/30"]
+    losses = [float(words[3]) for words in shown]
+    assert losses[-1] < losses[0]
     assert '"noise_conditioning": "continuous"' in (model_dir / "params.json").read_text()
     [(audio, _)] = read_all(written(generate(model_dir, tmp_path / "out", "--samples=2000",
                                              "--fast_schedule=2e-4,3e-3,0.03,0.3")))
