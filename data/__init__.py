@@ -7,10 +7,12 @@ def _import_tensorflow_quietly():
     """Imports TensorFlow and finds its devices with file descriptor 2 sent to /dev/null.
 
     TensorFlow 2.21 prints start-up lines from C++ (oneDNN, CUDA probing) that
-    TF_CPP_MIN_LOG_LEVEL no longer silences; they would bury our one-line messages.
-    TF_CPP_MIN_LOG_LEVEL=0 shows them again.
+    TF_CPP_MIN_LOG_LEVEL no longer silences; they would bury our one-line messages. Level 3
+    also hides C++ error lines such as oneDNN's "supports DT_STRING only on platforms with
+    AVX-512" on every audio summary (failures reach Python as exceptions anyway).
+    TF_CPP_MIN_LOG_LEVEL=0 shows them all again.
     """
-    if os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2") == "0":
+    if os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3") == "0":
         import tensorflow  # noqa: F401
         return
     import logging  # TensorFlow's Python-side INFO lines too (one per checkpoint write)
