@@ -20,10 +20,11 @@ SPEED_FLAGS = {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni
 
 
 def machine():
-    """{"cpu": model name, "cpu_flags": its SPEED_FLAGS, "onednn": whether TensorFlow runs
+    """{"cpu": model name (family, model), "cpu_flags": its SPEED_FLAGS, "onednn": whether TF runs
     oneDNN kernels (on by default on AVX-512-class CPUs; TF_ENABLE_ONEDNN_OPTS sets it)}."""
     cpu = runtime.cpu_info()
-    return {"cpu": cpu["model"], "cpu_flags": sorted(cpu["flags"] & SPEED_FLAGS),
+    return {"cpu": f"{cpu['model']} ({cpu['generation']})",
+            "cpu_flags": sorted(cpu["flags"] & SPEED_FLAGS),
             "onednn": bool(_pywrap_util_port.IsMklEnabled())}
 
 

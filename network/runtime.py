@@ -75,21 +75,23 @@ def has_bfloat16_hardware():
 
 @functools.cache
 def cpu_info():
-    """{"model": the CPU's model name, "flags": its feature flags (a set)}, from /proc/cpuinfo
-    (empty where there is none)."""
-    model, cpu_flags = "unknown CPU", set()
+    """{"model": the CPU's model name, "generation": its family and model numbers (a
+    virtual machine's model name can be as vague as "AMD EPYC"), "flags": its feature flags
+    (a set)}, from /proc/cpuinfo (unknown where there is none)."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    cpu_flags = set(value.split())
+                fields.setdefault(key.strip(), value.strip())
+                if key.strip() == "flags":
                     break
     except OSError:
         pass
-    return {"model": model, "flags": cpu_flags}
+    return {"model": fields.get("model name", "unknown CPU"),
+            "generation": f"family {fields.get('cpu family', '?')} model "
+                          f"{fields.get('model', '?')}",
+            "flags": set(fields.get("flags", "").split())}
 
 
 def dilated_conv_from_flags(training):
