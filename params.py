@@ -84,15 +84,19 @@ def write_json(path, values):
                         "space or give a writable folder") from None
 
 
-def process_is_running(pid):
-    """Whether process `pid` exists: a temporary file named after a dead one is stale."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def left_by_ended_process(path):
+    """Whether `path`, a temporary file or folder named `...-PID` after the process writing it,
+    was left by a process that has ended (killed): then nothing will finish or remove it."""
+    pid = path.rsplit("-", 1)[1]
+    if not pid.isdigit():
         return False
-    except PermissionError:  # someone else's
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
         return True
-    return True
+    except PermissionError:  # someone else's, running
+        return False
+    return False
 
 
 def first_line(error):

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.signal
 import soundfile
 
-from params import UserError, first_line, process_is_running
+from params import UserError, first_line, left_by_ended_process
 
 AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
 
@@ -192,8 +192,7 @@ def remove_stale_partial_wavs(folder):
     generate.py); returns their paths."""
     removed = []
     for path in glob.glob(os.path.join(glob.escape(folder), ".*.wav.partial-*")):
-        pid = path.rsplit("-", 1)[1]
-        if pid.isdigit() and not process_is_running(int(pid)):
+        if left_by_ended_process(path):
             os.remove(path)
             removed.append(path)
     return removed

@@ -17,7 +17,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from params import process_is_running
+from params import first_line, left_by_ended_process
 
 # Bump when the preprocessing code changes in a way the params do not capture.
 CACHE_VERSION = 2
@@ -56,8 +56,7 @@ def remove_stale(cache_dir, source, files):
     for path in glob.glob(os.path.join(glob.escape(cache_dir), "*")):
         name = os.path.basename(path)
         if ".partial-" in name:
-            pid = name.rsplit("-", 1)[1]
-            stale = pid.isdigit() and not process_is_running(int(pid))
+            stale = left_by_ended_process(name)
         else:
             manifest = read_manifest(path)
             stale = (manifest is not None and manifest.get("source") == source
@@ -96,7 +95,7 @@ class CacheWriter:
             for clip in np.asarray(clips, "<f4"):
                 self.writers[split].write(clip.tobytes())
         except tf.errors.OpError as error:  # e.g. "...; No space left on device"
-            raise OSError(str(error).strip().splitlines()[0]) from None
+            raise OSError(first_line(error)) from None
 
     def spill(self, array):
         """Keeps `array` in a scratch .npy file of the temporary folder; returns its path."""
@@ -121,7 +120,7 @@ class CacheWriter:
             for writer in writers.values():
                 writer.close()
         except tf.errors.OpError as error:
-            raise OSError(str(error).strip().splitlines()[0]) from None
+            raise OSError(first_line(error)) from None
 
     def commit(self, manifest):
         try:

@@ -11,6 +11,7 @@ runs only read it.
 import collections
 import dataclasses
 import hashlib
+import itertools
 import math
 import os
 
@@ -213,7 +214,7 @@ def _build(folder, source, files, sources, skipped, params):
     input_seconds = 0.0
     writer = cache.CacheWriter(folder)
 
-    def add_file(index, parts, decimated_length, reason):
+    def add_file(index, parts, clip_count, decimated_length, reason):
         """Normalises and writes the clips of one file, or records why it is skipped. parts:
         its pieces' [clips, clip_samples] arrays, or the .npy files they wait in."""
         def each_part():
@@ -223,7 +224,7 @@ def _build(folder, source, files, sources, skipped, params):
         if not reason and decimated_length < params.clip_samples:
             reason = (f"shorter than one clip ({decimated_length / params.sample_rate:.2f} s"
                       f" < {clip_seconds:.2f} s)")
-        if not reason and not any(len(part) for part in each_part()):
+        if not reason and clip_count == 0:
             reason = f"silent (every clip below {params.silence_dbfs:g} dBFS)"
         if reason:
             item = {"path": sources[index].path, "reason": reason}
@@ -241,31 +242,23 @@ def _build(folder, source, files, sources, skipped, params):
             split["sum"] += float(clips.sum(dtype=np.float64))
             split["square_sum"] += float(np.square(clips, dtype=np.float64).sum())
 
-    def add_and_clean_up(index, parts, decimated_length, reason):
-        try:
-            add_file(index, parts, decimated_length, reason)
-        finally:
-            for part in parts:
-                if isinstance(part, str):
-                    os.remove(part)
-
     try:
         # The pieces of a file come one after another: gather them, then add the file.
-        current, parts, length, reasons = None, [], 0, []
-        for index, clips, decimated_length, reason in dataset.as_numpy_iterator():
-            if index != current:
-                if current is not None:
-                    add_and_clean_up(current, parts, length, reasons[0] if reasons else "")
-                current, parts, length, reasons = index, [], 0, []
-            input_seconds += decimated_length / params.sample_rate
-            if piece_counts[index] > 1:  # a long file waits on disk, not in memory
-                parts.append(writer.spill(clips))
-            else:
-                parts.append(clips)
-            length += decimated_length
-            reasons += [reason.decode()] if reason else []
-        if current is not None:
-            add_and_clean_up(current, parts, length, reasons[0] if reasons else "")
+        for index, rows in itertools.groupby(dataset.as_numpy_iterator(), lambda row: row[0]):
+            parts, clip_count, length, reasons = [], 0, 0, []
+            try:
+                for _, clips, decimated_length, reason in rows:
+                    input_seconds += decimated_length / params.sample_rate
+                    # A long file waits on disk, not in memory.
+                    parts.append(writer.spill(clips) if piece_counts[index] > 1 else clips)
+                    clip_count += len(clips)
+                    length += decimated_length
+                    reasons += [reason.decode()] if reason else []
+                add_file(index, parts, clip_count, length, reasons[0] if reasons else "")
+            finally:
+                for part in parts:
+                    if isinstance(part, str):
+                        os.remove(part)
     except BaseException:
         writer.abort()
         raise

@@ -44,14 +44,20 @@ def complete_checkpoints(folder):
     return [prefix for _, prefix in sorted(found)]
 
 
-def latest_checkpoint(folder):
-    """The checkpoint that `folder`'s index file (`checkpoint`) names when it is complete, else
-    the newest complete one on disk, else None: a missing, empty or garbled index, or one that
-    names a deleted checkpoint, loses nothing."""
+def _named_in_index(folder):
+    """The checkpoint `folder`'s index file (`checkpoint`) names; None when it is missing, empty
+    or garbled."""
     try:
-        named = tf.train.latest_checkpoint(folder)
+        return tf.train.latest_checkpoint(folder)
     except (ValueError, tf.errors.OpError):
-        named = None
+        return None
+
+
+def latest_checkpoint(folder):
+    """The checkpoint that `folder`'s index file names when it is complete, else the newest
+    complete one on disk, else None: a missing, empty or garbled index, or one that names a
+    deleted checkpoint, loses nothing."""
+    named = _named_in_index(folder)
     on_disk = complete_checkpoints(folder)
     if named is not None and os.path.abspath(named) in map(os.path.abspath, on_disk):
         return named
@@ -62,15 +68,11 @@ def repair_index(folder):
     """Rewrites `folder`'s index file when it does not name the checkpoint `latest_checkpoint`
     finds, so that tf.train.CheckpointManager resumes from it (and rotates the ones on disk)
     instead of starting over. Returns a sentence saying what was repaired, or None."""
-    latest = latest_checkpoint(folder)
-    try:
-        named = tf.train.latest_checkpoint(folder)
-    except (ValueError, tf.errors.OpError):
-        named = "unreadable"
+    latest, named = latest_checkpoint(folder), _named_in_index(folder)
     if latest is None or named == latest:
         return None
     what = ("missing" if not os.path.exists(os.path.join(folder, "checkpoint"))
-            else "unreadable" if named in (None, "unreadable") else f"naming the deleted {named}")
+            else "unreadable" if named is None else f"naming the deleted {named}")
     # The index is a CheckpointState text proto; written under a temporary name, then renamed.
     names = [os.path.basename(prefix) for prefix in complete_checkpoints(folder)]
     text = "".join([f'model_checkpoint_path: "{os.path.basename(latest)}"\n'] +
