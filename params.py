@@ -84,6 +84,12 @@ def write_json(path, values):
                         "space or give a writable folder") from None
 
 
+def default_cache_dir():
+    """$XDG_CACHE_HOME/music-diffwave, else ~/.cache/music-diffwave: clips, kernel choices."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "music-diffwave")
+
+
 def left_by_ended_process(path):
     """Whether `path`, a temporary file or folder named `...-PID` after the process writing it,
     was left by a process that has ended (killed): then nothing will finish or remove it."""

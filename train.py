@@ -21,10 +21,10 @@ import time
 
 from absl import app, flags, logging
 
-# Training runs fastest on TensorFlow's oneDNN kernels on every CPU measured (bench/README.md),
-# but TensorFlow turns them on by default only on AVX-512-class CPUs; it reads this once, when
-# it loads. TF_ENABLE_ONEDNN_OPTS=0 still turns them off (the folded convolutions then train).
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+from network import kernels
+
+# TensorFlow fixes its CPU kernels when it loads: the fastest for training here, measured once.
+KERNELS = kernels.choose("train") if __name__ == "__main__" else ("default", "")
 
 import data  # noqa: E402  first of the project: it quiets TensorFlow's start-up logging
 import keras  # noqa: E402
@@ -46,6 +46,9 @@ flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints (and v
 flags.DEFINE_integer("log_every", 50, "Steps between progress lines and scalar summaries.")
 flags.DEFINE_integer("sample_every", 5000, "Steps between generated clips in TensorBoard.")
 flags.DEFINE_integer("seed", 0, "Seed for weights, noise and data order.")
+flags.DEFINE_boolean("recompute", False, "Keep only each residual layer's input for the "
+                     "backward pass and recompute the rest there: about half the training "
+                     "memory for about a fifth more time (bench/README.md).")
 flags.DEFINE_boolean("allow_high_snr", False, "Train even when the noise schedule leaves more "
                      f"than {SNR_REFUSE} terminal signal-to-noise ratio.")
 FLAGS = flags.FLAGS
@@ -162,7 +165,7 @@ class Trainer:
     """
 
     def __init__(self, params, prepared, model_dir, strategy=None, jit=False,
-                 dilated_conv="auto"):
+                 dilated_conv="auto", recompute=False):
         self.params = params
         self.diffusion = Diffusion.from_params(params)
         self.prepared = prepared
@@ -170,7 +173,7 @@ class Trainer:
         self.replicas = check_replicas(params, self.strategy)
         self.is_chief = runtime.is_chief(self.strategy)
         with self.strategy.scope():
-            self.model = DiffWave(params, dilated_conv).build_for()
+            self.model = DiffWave(params, dilated_conv, recompute).build_for()
             self.ema = DiffWave(params, "direct").build_for()  # forward only: runs everywhere
             self.ema.set_weights(self.model.get_weights())
             adam = keras.optimizers.Adam(params.learning_rate)
@@ -412,8 +415,9 @@ def main(_):
         lock = lock or (checkpoints.lock_model_dir(model_dir) if chief else None)
         params.save(os.path.join(model_dir, "params.json"))
         dilated_conv, said = runtime.dilated_conv_from_flags(training=True)
-        print(said, flush=True)
-        Trainer(params, prepared, model_dir, strategy, FLAGS.jit, dilated_conv).train(
+        print("\n".join(filter(None, [KERNELS[1], said])), flush=True)
+        Trainer(params, prepared, model_dir, strategy, FLAGS.jit, dilated_conv,
+                FLAGS.recompute).train(
             FLAGS.max_steps, FLAGS.seed)
     except params_lib.UserError as error:
         sys.exit(f"error: {error}")

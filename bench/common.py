@@ -12,19 +12,14 @@ import data  # noqa: E402,F401  quiets TensorFlow's start-up logging
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.util import _pywrap_util_port  # noqa: E402
 
-from network import runtime  # noqa: E402
-
-# The CPU features that decide which kernels TensorFlow runs and how fast.
-SPEED_FLAGS = {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
-               "amx_bf16"}
-
+from network import kernels, runtime  # noqa: E402
 
 def machine():
     """{"cpu": model name (family, model), "cpu_flags": its SPEED_FLAGS, "onednn": whether TF runs
     oneDNN kernels (on by default on AVX-512-class CPUs; TF_ENABLE_ONEDNN_OPTS sets it)}."""
     cpu = runtime.cpu_info()
     return {"cpu": f"{cpu['model']} ({cpu['generation']})",
-            "cpu_flags": sorted(cpu["flags"] & SPEED_FLAGS),
+            "cpu_flags": sorted(cpu["flags"] & kernels.SPEED_FLAGS),
             "onednn": bool(_pywrap_util_port.IsMklEnabled())}
 
 

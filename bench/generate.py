@@ -22,7 +22,12 @@ import sys
 import tempfile
 import time
 
-from common import ROOT, machine, matmul_peak_gflops
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from network import kernels  # noqa: E402
+
+KERNELS = kernels.choose("generate")  # generate.py's choice, before TensorFlow loads
+
+from common import ROOT, machine, matmul_peak_gflops  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -82,7 +87,7 @@ def main(_):
     runtime.configure_from_flags()
     params = params_lib.preset(FLAGS.preset)
     dilated_conv, said = runtime.dilated_conv_from_flags(training=False)
-    print(said, file=sys.stderr)
+    print(KERNELS[1], said, sep="\n", file=sys.stderr)
     network = DiffWave(params, dilated_conv).build_for()
     diffusion = Diffusion.from_params(params)
     rate = params.sample_rate

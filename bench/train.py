@@ -16,7 +16,10 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # train.py's choice, before TF loads
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from network import kernels  # noqa: E402
+
+KERNELS = kernels.choose("train")  # train.py's choice, before TensorFlow loads
 
 from common import machine, matmul_peak_gflops  # noqa: E402
 
@@ -45,8 +48,9 @@ def main(_):
                                clip_samples=FLAGS.samples)
     with tempfile.TemporaryDirectory() as model_dir:
         dilated_conv, said = runtime.dilated_conv_from_flags(training=True)
-        print(said, file=sys.stderr)
-        trainer = train.Trainer(params, None, model_dir, strategy, FLAGS.jit, dilated_conv)
+        print(KERNELS[1], said, sep="\n", file=sys.stderr)
+        trainer = train.Trainer(params, None, model_dir, strategy, FLAGS.jit, dilated_conv,
+                                FLAGS.recompute)
         clean = 0.1 * tf.random.normal([FLAGS.batch, FLAGS.samples, 1], seed=1)
         batches = tf.data.Dataset.from_tensors(clean).repeat()
         batches = iter(strategy.experimental_distribute_dataset(
@@ -72,7 +76,8 @@ def main(_):
         "threads": {"intra_op": FLAGS.intra_op_threads, "inter_op": FLAGS.inter_op_threads,
                     "cores": len(os.sched_getaffinity(0))},
         "strategy": FLAGS.strategy, "replicas": strategy.num_replicas_in_sync,
-        "jit": FLAGS.jit, "dilated_conv": dilated_conv, **machine(), "preset": FLAGS.preset,
+        "jit": FLAGS.jit, "dilated_conv": dilated_conv, "recompute": FLAGS.recompute,
+        **machine(), "preset": FLAGS.preset,
         "batch": [FLAGS.batch, FLAGS.samples],
         "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
         "targets": {"steps_per_s": 0.30}}))

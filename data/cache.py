@@ -24,11 +24,6 @@ CACHE_VERSION = 2
 SPLITS = ("train", "val")
 
 
-def default_cache_dir():
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(root, "music-diffwave")
-
-
 def cache_key(source, files, data_params):
     """A hex digest of everything that determines the clips.
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from data import audio_files, cache, lowpass, synthetic
-from params import UserError, first_line
+from params import UserError, default_cache_dir, first_line
 
 SYNTHETIC_SOURCE = "built-in tones"
 
@@ -315,7 +315,7 @@ def prepare(params, data_dir=None, cache_dir=None):
     Raises:
       DataError: the folder is missing or holds no usable audio.
     """
-    cache_dir = cache_dir or cache.default_cache_dir()
+    cache_dir = cache_dir or default_cache_dir()
     source, files, sources, skipped = _list_sources(data_dir, params)
     data_params = _data_params(params, source)
     key = cache.cache_key(source, files, data_params)

@@ -199,11 +199,14 @@ class DiffWave(keras.Model):
     `dilated_conv` picks how dilated convolutions run: "direct" (tf.nn.conv1d), "folded" (see
     `fold_time`: trains on CPUs whose kernels cannot differentiate direct ones), or "auto"
     (`resolve_dilated_conv`: direct where it trains). Same weights, same results.
+    `recompute`: in training, keep only each residual layer's input for the backward pass and
+    compute the rest of the layer again there (keras.remat): less memory, more time.
     """
 
-    def __init__(self, params, dilated_conv="auto", **kwargs):
+    def __init__(self, params, dilated_conv="auto", recompute=False, **kwargs):
         super().__init__(**kwargs)
         dilated_conv, _ = resolve_dilated_conv(dilated_conv)
+        self.recompute = recompute
         # Layers kept out of mixed precision run in float32 (float64 under a float64 policy).
         self.exact_dtype = ("float64" if keras.mixed_precision.dtype_policy().compute_dtype
                             == "float64" else "float32")
@@ -238,7 +241,7 @@ class DiffWave(keras.Model):
         """Input samples that influence one output sample (kernel 3: 2 * dilation per layer)."""
         return 1 + 2 * sum(self.dilations)
 
-    def call(self, inputs):
+    def call(self, inputs, training=False):
         audio, steps = inputs
         embedding = self.embedding(steps)
         # The residual input x is carried as stream = x / scale (see ResidualLayer.call);
@@ -248,7 +251,10 @@ class DiffWave(keras.Model):
         for layer in self.residual_layers:
             if scale < 1 / 16:
                 stream, scale = stream * scale, 1.0
-            stream, skip = layer(stream, embedding, scale=scale)
+            run_layer = functools.partial(layer, scale=scale)
+            if self.recompute and training:
+                run_layer = keras.remat(run_layer)
+            stream, skip = run_layer(stream, embedding)
             scale /= math.sqrt(2.0)
             skips = skips + skip
         x = tf.nn.relu(skips / math.sqrt(len(self.residual_layers)))

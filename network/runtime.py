@@ -4,7 +4,6 @@
 cluster can only be set then), so train.py and generate.py call it first thing in main.
 """
 
-import functools
 import json
 import os
 
@@ -13,6 +12,7 @@ import tensorflow as tf
 from absl import flags, logging
 
 from network.diffwave import DILATED_CONVS, resolve_dilated_conv
+from network.kernels import KERNELS, cpu_info
 from params import UserError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -35,6 +35,10 @@ def define_flags(distribute):
                       "trains only where oneDNN or a GPU is on), folded (time folded so that "
                       "an undilated convolution does the same; trains on every CPU), or auto: "
                       "direct where it can train and for generation, else folded.")
+    flags.DEFINE_enum("kernels", "auto", KERNELS,
+                      "CPU kernels: onednn, stock (TensorFlow's own), or auto: whichever ran "
+                      "this job faster on this CPU, measured once and remembered in the cache "
+                      "folder (network/kernels.py). Overrides TF_ENABLE_ONEDNN_OPTS.")
     flags.DEFINE_boolean("jit", False, "Compile the network with XLA (slower than the fused "
                          "oneDNN kernels on CPU; try it on GPU).")
     if distribute:
@@ -71,27 +75,6 @@ def precision_warning(precision):
 def has_bfloat16_hardware():
     """Whether this CPU computes bfloat16 natively (AVX512_BF16 or AMX)."""
     return bool({"avx512_bf16", "amx_bf16"} & cpu_info()["flags"])
-
-
-@functools.cache
-def cpu_info():
-    """{"model": the CPU's model name, "generation": its family and model numbers (a
-    virtual machine's model name can be as vague as "AMD EPYC"), "flags": its feature flags
-    (a set)}, from /proc/cpuinfo (unknown where there is none)."""
-    fields = {}
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())
-                if key.strip() == "flags":
-                    break
-    except OSError:
-        pass
-    return {"model": fields.get("model name", "unknown CPU"),
-            "generation": f"family {fields.get('cpu family', '?')} model "
-                          f"{fields.get('model', '?')}",
-            "flags": set(fields.get("flags", "").split())}
 
 
 def dilated_conv_from_flags(training):

@@ -1,0 +1,136 @@
+import json
+import os
+import subprocess
+import sys
+from unittest.mock import ANY
+
+import numpy as np
+import pytest
+
+from network import kernels
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# What one process computes with the kernels `kernels.choose` sets for a job: a tiny network's
+# output and every gradient of a loss, with the dilated convolutions `auto` picks there.
+NUMBERS = """
+import json, sys
+from network import kernels
+job, flag, out = sys.argv[1:]
+chosen, _ = kernels.choose(job, [f"--kernels={flag}"])
+import numpy as np, tensorflow as tf
+import params
+from network.diffwave import DiffWave, resolve_dilated_conv
+from tensorflow.python.util import _pywrap_util_port
+dilated_conv, _ = resolve_dilated_conv("auto", training=job == "train")
+model = DiffWave(params.preset("tiny"), dilated_conv).build_for()
+rng = np.random.default_rng(0)
+for weight in model.weights:
+    weight.assign(rng.normal(size=weight.shape).astype("float32") * 0.3)
+audio = tf.constant(rng.normal(size=[2, 300, 1]).astype("float32"))
+steps = tf.constant([3.5, 40.0])
+with tf.GradientTape() as tape:
+    predicted = model((audio, steps), training=job == "train")
+    loss = tf.reduce_sum(predicted * tf.sin(tf.range(300.0))[:, None])
+gradients = tape.gradient(loss, model.trainable_variables) if job == "train" else []
+np.savez(out, output=predicted.numpy(),
+         **{f"g{i}": g.numpy() for i, g in enumerate(gradients) if g is not None})
+print(json.dumps({"chosen": chosen, "dilated_conv": dilated_conv,
+                  "onednn": bool(_pywrap_util_port.IsMklEnabled())}))
+"""
+
+
+def numbers(job, flag, path):
+    env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
+    done = subprocess.run([sys.executable, "-c", NUMBERS, job, flag, str(path)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), dict(np.load(path))
+
+
+@pytest.mark.parametrize("job", kernels.JOBS)
+def test_the_automatic_kernel_choice_computes_what_each_kind_computes(job, tmp_path):
+    """oneDNN, the stock kernels (for training: with the folded convolutions they need) and the
+    measured choice give one network the same output and gradients, to 1e-5 of their size."""
+    runs = {flag: numbers(job, flag, tmp_path / f"{flag}.npz") for flag in kernels.KERNELS}
+    assert runs["onednn"][0]["onednn"] and not runs["stock"][0]["onednn"]
+    assert runs["auto"][0]["chosen"] in ("onednn", "stock")
+    assert runs["auto"][0]["onednn"] == (runs["auto"][0]["chosen"] == "onednn")
+    if job == "train":
+        assert runs["stock"][0]["dilated_conv"] == "folded"
+        assert runs["onednn"][0]["dilated_conv"] == "direct"
+    reference = runs["onednn"][1]
+    assert np.abs(reference["output"]).max() > 0.1  # the weights make the output non-trivial
+    assert len(reference) == (1 if job == "generate" else 1 + 68)  # all but one unused
+    for flag in ("stock", "auto"):
+        got = runs[flag][1]
+        assert got.keys() == reference.keys()
+        for name, expected in reference.items():
+            scale = max(1.0, np.abs(expected).max())
+            np.testing.assert_allclose(got[name] / scale, expected / scale, atol=1e-5,
+                                       err_msg=f"{flag}: {name}")
+
+
+@pytest.fixture
+def choose(monkeypatch, tmp_path):
+    """kernels.choose in a fresh process's environment (no TF_ENABLE_ONEDNN_OPTS unless
+    `env` gives it), remembering in tmp_path; `choose.measured(seconds)` replaces the
+    measurement by a record of its calls that returns `seconds`."""
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "")  # restored afterwards, whatever it was
+    calls = []
+
+    def run(job, argv, env=None):
+        monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+        if env is not None:
+            monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", env)
+        return kernels.choose(job, argv, tmp_path)
+
+    def measured(seconds):
+        monkeypatch.setattr(kernels, "measure",
+                            lambda job, precision: calls.append((job, precision)) or seconds)
+        return calls
+    run.measured = measured
+    return run
+
+
+def test_the_faster_kind_is_chosen_once_and_remembered_per_job_and_precision(choose,
+                                                                           tmp_path):
+    calls = choose.measured({"onednn": 0.9, "stock": 0.6})
+    assert choose("generate", []) == ("stock", ANY)
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    kind, line = choose("generate", ["--seed=3"])
+    assert kind == "stock" and calls == [("generate", "float32")]  # remembered
+    assert "oneDNN 900 ms, stock 600 ms" in line and str(tmp_path) in line
+    calls.clear()
+    choose.measured({"onednn": 0.5, "stock": 0.6})
+    assert choose("train", ["--precision", "mixed_bfloat16"])[0] == "onednn"
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    assert choose("generate", [])[0] == "stock"  # still remembered
+    assert calls == [("train", "mixed_bfloat16")]
+    table = json.loads((tmp_path / "kernels.json").read_text())
+    assert len(table) == 2 and all(kernels.cpu_info()["model"] in key for key in table)
+
+
+def test_a_tie_keeps_onednn_and_a_failed_measurement_is_not_remembered(choose):
+    choose.measured({"onednn": 1.02, "stock": 1.0})
+    assert choose("train", [])[0] == "onednn"
+    calls = choose.measured({"onednn": float("inf"), "stock": float("inf")})
+    kind, line = choose("generate", [])
+    assert kind == "default" and "neither kind ran" in line
+    choose("generate", [])
+    assert len(calls) == 3  # the train measurement, then generate's twice
+
+
+def test_the_flag_and_the_environment_override_the_measurement(choose, tmp_path):
+    calls = choose.measured({"onednn": 0.9, "stock": 0.6})
+    assert choose("generate", ["--kernels=onednn"])[0] == "onednn"
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    kind, line = choose("generate", [], env="1")
+    assert kind == "onednn" and "TF_ENABLE_ONEDNN_OPTS=1" in line
+    assert choose("train", [], env="0")[0] == "stock"
+    assert choose("train", ["--kernels", "onednn"], env="0")[0] == "onednn"
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    assert choose("train", ["--helpfull"], env="0")[0] == "stock"
+    assert choose("train", ["--help"])[0] == "default"
+    assert choose("train", ["--kernels=fast"])[0] == "default"  # absl refuses it
+    assert calls == [] and not (tmp_path / "kernels.json").exists()
