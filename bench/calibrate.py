@@ -1,0 +1,128 @@
+"""The yardstick for "does it sound like music": evaluate.py's distances on a fixed protocol,
+calibrated by what known signals score against held-out music.
+
+  python bench/calibrate.py --split=MUSIC/split --out=/tmp/yardstick [--clips=32 --seconds=10]
+  python bench/calibrate.py --split=MUSIC/split --out=/tmp/yardstick --generated=FOLDER ...
+
+MUSIC/split is what bench/split_music.py writes (train/ and heldout/, split by whole track;
+MUSIC/tracks.tsv names each clip's track).
+The held-out tracks are dealt alternately into two halves: `reference` (--clips excerpts of
+--seconds from the middle of clips of the first half) is what every row is scored against,
+`heldout` the same from the second half (disjoint tracks: the floor, what new music of the same
+kind scores). Then: `train` (excerpts of training music: what a perfect model of the training
+set scores), `train_20db` and `train_10db` (the same with white noise at that SNR),
+`shaped_noise` (Gaussian noise with the training excerpts' average magnitude spectrum, random
+phase: what a model that learned only the spectrum makes), `white_noise`. Every set is written
+to OUT/<row>/ at the model rate, so generated folders can be scored against OUT/reference by
+`evaluate.py` too. Each --generated folder adds a row. Prints one JSON line per row.
+"""
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import evaluate  # noqa: E402
+from data.audio_files import decode_with_soundfile, find_audio_files, write_wav  # noqa: E402
+from params import BASE  # noqa: E402
+
+RATE = BASE.sample_rate
+
+
+def tracks_of(folder):
+    """{track: sorted clip paths} for a split side, from get_more_music.sh's tracks.tsv (two
+    folders up)."""
+    with open(os.path.join(folder, os.pardir, os.pardir, "tracks.tsv")) as file:
+        track_of = {row["clip"]: f"{row['soundtrack']}/{row['track']}"
+                    for row in csv.DictReader(file, delimiter="\t")}
+    tracks = {}
+    for path in sorted(find_audio_files(folder)):
+        clip = os.path.relpath(path, folder)
+        tracks.setdefault(track_of[clip], []).append(path)
+    return tracks
+
+
+def spread(paths, count):
+    """`count` paths spread evenly over the list (all when there are fewer)."""
+    if len(paths) <= count:
+        return list(paths)
+    return [paths[round(i * (len(paths) - 1) / (count - 1))] for i in range(count)]
+
+
+def excerpts(paths, count, seconds):
+    """[count, seconds * RATE] float32 middle excerpts of `count` spread clips (clips shorter
+    than that are skipped)."""
+    length = round(seconds * RATE)
+    out = []
+    for path in spread(paths, 2 * count):
+        audio = decode_with_soundfile(path, RATE)
+        if len(audio) < length:
+            continue
+        start = (len(audio) - length) // 2
+        out.append(audio[start:start + length])
+        if len(out) == count:
+            break
+    return np.stack(out)
+
+
+def with_noise(clips, snr_db, rng):
+    rms = np.sqrt(np.mean(clips ** 2, axis=1, keepdims=True))
+    return clips + rng.standard_normal(clips.shape) * rms * 10 ** (-snr_db / 20)
+
+
+def shaped_noise(clips, rng):
+    """Noise with the clips' average magnitude spectrum and RMS, random phases."""
+    magnitude = np.mean(np.abs(np.fft.rfft(clips, axis=1)), axis=0)
+    phases = np.exp(2j * np.pi * rng.random((len(clips), len(magnitude))))
+    noise = np.fft.irfft(magnitude * phases, n=clips.shape[1], axis=1)
+    return noise * np.sqrt(np.mean(clips ** 2) / np.mean(noise ** 2))
+
+
+def write_set(folder, clips):
+    os.makedirs(folder, exist_ok=True)
+    peak = max(1.0, float(np.abs(clips).max()))  # 16-bit WAV holds +-1; level is not scored
+    for i, clip in enumerate(clips):
+        write_wav(os.path.join(folder, f"{i:03d}.wav"), clip / peak, RATE)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", required=True, help="bench/split_music.py's split folder")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--clips", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--generated", action="append", default=[],
+                        help="a folder of generated audio to score too (repeatable)")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    heldout = tracks_of(os.path.join(args.split, "heldout"))
+    keys = sorted(heldout, key=lambda key: hashlib.sha256(key.encode()).hexdigest())
+    halves = [sum((heldout[key] for key in keys[side::2]), []) for side in (0, 1)]
+    train = sum(tracks_of(os.path.join(args.split, "train")).values(), [])
+    sets = {"reference": excerpts(halves[0], args.clips, args.seconds),
+            "heldout": excerpts(halves[1], args.clips, args.seconds)}
+    sets["train"] = excerpts(train, args.clips, args.seconds)
+    sets["train_20db"] = with_noise(sets["train"], 20, rng)
+    sets["train_10db"] = with_noise(sets["train"], 10, rng)
+    sets["shaped_noise"] = shaped_noise(sets["train"], rng)
+    sets["white_noise"] = rng.standard_normal(sets["train"].shape) * 0.1
+    for name, clips in sets.items():
+        write_set(os.path.join(args.out, name), clips)
+    reference = evaluate.folder_features(os.path.join(args.out, "reference"), RATE)
+    rows = [(name, os.path.join(args.out, name)) for name in sets if name != "reference"]
+    rows += [(folder, folder) for folder in args.generated]
+    for name, folder in rows:
+        side = evaluate.folder_features(folder, RATE)
+        scores = evaluate.distances(side, reference)
+        print(json.dumps({"row": name, **{key: round(value, 4) for key, value in scores.items()},
+                          "clips": side["clips"], "seconds": round(side["seconds"], 1)}),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
