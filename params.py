@@ -179,7 +179,7 @@ class Params:
     gradient_clip: float = _field(1.0, "train", "Gradients are clipped to this global norm.")
     ema_decay: float = _field(
         0.999, "train", "Decay of the exponential moving average of the weights used to "
-        "generate.")
+        "generate, reached after a warm-up: step n uses min(ema_decay, (1 + n) / (10 + n)).")
     sample_steps: int = _field(
         20, "train", "DDIM steps used for the clips written to TensorBoard while training.")
     shuffle_buffer: int = _field(

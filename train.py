@@ -46,6 +46,10 @@ flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints (and v
 flags.DEFINE_integer("log_every", 50, "Steps between progress lines and scalar summaries.")
 flags.DEFINE_integer("sample_every", 5000, "Steps between generated clips in TensorBoard.")
 flags.DEFINE_integer("seed", 0, "Seed for weights, noise and data order.")
+flags.DEFINE_string("init_from", None, "Fine-tune: start from the EMA weights of this model "
+                    "folder's latest checkpoint (a --model_dir, or pretrained/NAME), keeping its "
+                    "architecture and diffusion params; step counter and optimiser start fresh. "
+                    "A --model_dir that already has checkpoints resumes instead.")
 flags.DEFINE_boolean("recompute", False, "Keep only each residual layer's input for the "
                      "backward pass and recompute the rest there: about half the training "
                      "memory for about a fifth more time (bench/README.md).")
@@ -56,17 +60,23 @@ FLAGS = flags.FLAGS
 SAMPLES_SHOWN = 2
 
 
-def resolve_params(model_dir):
-    """Params for this run: params.json when resuming, with the flags given applied.
+def resolve_params(model_dir, init_from=None):
+    """Params for this run: params.json when resuming (else --init_from's), with the flags given
+    applied.
 
     Raises UserError when the flags change the architecture or the diffusion of a saved model.
     """
     overrides = {f.name: FLAGS[f.name].value for f in dataclasses.fields(params_lib.Params)
                  if FLAGS[f.name].present}
     saved_path = os.path.join(model_dir, "params.json")
-    if not os.path.exists(saved_path):
+    if os.path.exists(saved_path):
+        saved, source = params_lib.Params.load(saved_path), f"--model_dir={model_dir}"
+        advice = "drop those flags to resume, or use a new --model_dir"
+    elif init_from:
+        saved, source = checkpoints.load_params(init_from), f"--init_from={init_from}"
+        advice = "drop those flags to fine-tune it, or train from scratch without --init_from"
+    else:
         return params_lib.preset(FLAGS.preset, **overrides)
-    saved = params_lib.Params.load(saved_path)
     if FLAGS["preset"].present:
         wanted = params_lib.preset(FLAGS.preset, **overrides)
     else:
@@ -77,9 +87,22 @@ def resolve_params(model_dir):
                    if wanted.group(group)[name] != value]
     if differences:
         raise params_lib.UserError(
-            f"--model_dir={model_dir} holds a model with other architecture/diffusion params "
-            f"({', '.join(differences)}); drop those flags to resume, or use a new --model_dir")
+            f"{source} holds a model with other architecture/diffusion params "
+            f"({', '.join(differences)}); {advice}")
     return wanted
+
+
+def init_checkpoint(params, init_from):
+    """The checkpoint of --init_from whose EMA weights start a fine-tuning run (checked to load
+    into the network `params` describe), or None without --init_from."""
+    if not init_from:
+        return None
+    latest = checkpoints.latest_checkpoint(os.path.join(init_from, "checkpoints"))
+    if latest is None:
+        raise params_lib.UserError(f"--init_from={init_from} holds no checkpoint; give a "
+                                   "--model_dir that train.py wrote, or pretrained/NAME")
+    checkpoints.load_model(params, latest)  # refuses another architecture, NaN weights
+    return latest
 
 
 def check_checkpoint(params, checkpoint, model_dir):
@@ -165,8 +188,9 @@ class Trainer:
     """
 
     def __init__(self, params, prepared, model_dir, strategy=None, jit=False,
-                 dilated_conv="auto", recompute=False):
+                 dilated_conv="auto", recompute=False, init_from=None):
         self.params = params
+        self.init_from = init_from  # a checkpoint whose EMA weights start a fresh run
         self.diffusion = Diffusion.from_params(params)
         self.prepared = prepared
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -252,7 +276,11 @@ class Trainer:
         """One Adam step on a distributed (x0, steps, noise) batch (`with_training_noise`);
         returns (global mean loss, gradient norm before clipping)."""
         losses, norms = self.strategy.run(self._replica_step, args=batch)
-        decay = self.params.ema_decay
+        # Warm-up (tf.train.ExponentialMovingAverage's num_updates): the average forgets the
+        # random initial weights within a few hundred steps, so early checkpoints generate;
+        # the decay reaches ema_decay after 9 / (1 - ema_decay) steps.
+        update = tf.cast(self.step + 1, tf.float32)  # this step's number: self.step is the last
+        decay = tf.minimum(self.params.ema_decay, (1 + update) / (10 + update))
         for average, weight in zip(self.ema.trainable_variables, self.model.trainable_variables):
             average.assign(decay * average + (1 - decay) * weight)
         loss = self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
@@ -322,6 +350,11 @@ class Trainer:
         start = self.restore()
         if start:
             print(f"resuming from step {start} ({self.manager.latest_checkpoint})", flush=True)
+        elif self.init_from:
+            checkpoints.restore(self.init_from, ema=self.model)
+            self.ema.set_weights(self.model.get_weights())
+            print(f"starting from the EMA weights of {self.init_from}; step counter and "
+                  "optimiser fresh", flush=True)
         if start >= max_steps:
             print(f"already at step {start} >= --max_steps={max_steps}; nothing to do")
             return
@@ -394,7 +427,7 @@ def main(_):
                 raise params_lib.UserError(f"--{name} must be > 0 (got {FLAGS[name].value})")
         if os.path.exists(model_dir) and not os.path.isdir(model_dir):
             raise params_lib.UserError(f"--model_dir={model_dir} is a file; give a folder")
-        params = resolve_params(model_dir)
+        params = resolve_params(model_dir, FLAGS.init_from)
         check_replicas(params, strategy)
         if (FLAGS.precision == "mixed_float16" and params.dilation_cycle > 1
                 and not tf.config.list_logical_devices("GPU")):
@@ -404,6 +437,10 @@ def main(_):
         latest = checkpoints.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
         if latest:  # refuse a broken or foreign checkpoint before minutes of preprocessing
             check_checkpoint(params, latest, model_dir)
+            if FLAGS.init_from:
+                print(f"--init_from ignored: --model_dir={model_dir} has checkpoints; resuming",
+                      flush=True)
+        init_from = None if latest else init_checkpoint(params, FLAGS.init_from)
         chief = runtime.is_chief(strategy)
         # One train.py per --model_dir; held from before preprocessing when the folder exists.
         lock = checkpoints.lock_model_dir(model_dir) if chief and os.path.isdir(model_dir) \
@@ -417,7 +454,7 @@ def main(_):
         dilated_conv, said = runtime.dilated_conv_from_flags(training=True)
         print("\n".join(filter(None, [KERNELS[1], said])), flush=True)
         Trainer(params, prepared, model_dir, strategy, FLAGS.jit, dilated_conv,
-                FLAGS.recompute).train(
+                FLAGS.recompute, init_from).train(
             FLAGS.max_steps, FLAGS.seed)
     except params_lib.UserError as error:
         sys.exit(f"error: {error}")

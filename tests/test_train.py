@@ -129,3 +129,68 @@ def test_help_lists_every_flag_the_readme_uses_and_exits_0(command, wanted):
         assert re.search(rf"  --(\[no\])?{flag[2:]}:", full.stdout), flag
         assert f"  {flag}=" in short.stdout, flag
     assert len(short.stdout.splitlines()) < len(full.stdout.splitlines()) / 2
+
+
+def test_the_moving_average_warms_up_then_decays_at_ema_decay(tmp_path):
+    """Step n moves the EMA weights by 1 - min(ema_decay, (1 + n) / (10 + n)) of the way to the
+    trained ones, so that early checkpoints no longer generate with mostly random weights."""
+    import numpy as np
+    import params as params_lib
+    import train as train_lib
+
+    params = params_lib.preset("tiny", batch_size=2, clip_samples=256, learning_rate=1e-2)
+    trainer = train_lib.Trainer(params, None, str(tmp_path), dilated_conv="folded")
+    x0 = 0.1 * tf.random.normal([2, 256, 1], seed=1)
+    batch = (x0, tf.constant([3.0, 30.0]), tf.random.normal([2, 256, 1], seed=2))
+    for done, number in ((0, 1), (1, 2), (10 ** 6, 10 ** 6 + 1)):
+        trainer.step.assign(done)  # what the loop has finished before this step
+        before = [w.numpy() for w in trainer.ema.trainable_variables]
+        trainer.train_step(batch)
+        decay = min(params.ema_decay, (1 + number) / (10 + number))
+        for average, old, weight in zip(trainer.ema.trainable_variables, before,
+                                        trainer.model.trainable_variables):
+            np.testing.assert_allclose(average.numpy(), decay * old + (1 - decay) * weight.numpy(),
+                                       rtol=1e-5, atol=1e-7)
+    moved = [np.abs(w.numpy() - v.numpy()).max() for w, v in
+             zip(trainer.ema.trainable_variables, trainer.model.trainable_variables)]
+    assert max(moved) > 0  # the weights trained, and the average lags them
+
+
+def test_init_from_starts_a_fresh_run_from_another_models_ema_weights(workspace):
+    """Fine-tuning: the new run's weights start as the source's EMA, its step counter and
+    optimiser at zero; a changed architecture and a folder without checkpoints are refused in
+    one line; a run that has checkpoints resumes and ignores --init_from."""
+    source, tuned = workspace / "source", workspace / "tuned"
+    assert train(workspace, source, "--max_steps=3").returncode == 0
+    result = train(workspace, tuned, f"--init_from={source}", "--max_steps=1",
+                   "--learning_rate=1e-12", "--seed=5")
+    assert result.returncode == 0, result.stderr
+    assert f"starting from the EMA weights of {source}/checkpoints/ckpt-3" in result.stdout
+    assert "step 1/1" in result.stdout
+    from network import DiffWave, checkpoints
+    params = checkpoints.load_params(str(tuned))
+    started, tuned_model = (DiffWave(params, "direct").build_for() for _ in range(2))
+    checkpoints.restore(str(source / "checkpoints" / "ckpt-3"), ema=started)
+    checkpoints.restore(str(tuned / "checkpoints" / "ckpt-1"), model=tuned_model)
+    for expected, got in zip(started.weights, tuned_model.weights):
+        assert abs(got.numpy() - expected.numpy()).max() < 1e-6, got.path
+    counters = tf.train.load_checkpoint(str(tuned / "checkpoints" / "ckpt-1"))
+    assert counters.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 1
+    assert counters.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 1
+
+    wider = train(workspace, workspace / "wider", f"--init_from={source}",
+                  "--residual_channels=32", "--max_steps=1")
+    assert wider.returncode != 0 and wider.stderr.strip().splitlines()[-1] == (
+        f"error: --init_from={source} holds a model with other architecture/diffusion params "
+        "(residual_channels 16 -> 32); drop those flags to fine-tune it, or train from scratch "
+        "without --init_from")
+    empty = workspace / "empty"
+    empty.mkdir()
+    (empty / "params.json").write_text((source / "params.json").read_text())
+    refused = train(workspace, workspace / "other", f"--init_from={empty}", "--max_steps=1")
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines()[-1].startswith(
+        f"error: --init_from={empty} holds no checkpoint")
+    resumed = train(workspace, tuned, f"--init_from={source}", "--max_steps=2")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "--init_from ignored" in resumed.stdout and "resuming from step 1" in resumed.stdout
