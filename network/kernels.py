@@ -23,6 +23,8 @@ import time
 from params import default_cache_dir, left_by_ended_process
 
 KERNELS = ("auto", "onednn", "stock")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+CPU_PRECISIONS = ("float32", "mixed_bfloat16")
 JOBS = ("train", "generate")
 PROBE_TIMEOUT_S = 600
 # The CPU features that decide which kernels TensorFlow runs and how fast.
@@ -138,16 +140,18 @@ def choose(job, argv=None, cache_dir=None):
         kernels = "stock" if setting.strip().lower() in ("0", "false") else "onednn"
         return kernels, (f"kernels: {kernels} (TF_ENABLE_ONEDNN_OPTS={setting}; --kernels "
                          "overrides)")
-    if flag != "auto" or any(arg.startswith(("--help", "-h", "-?")) for arg in argv):
-        return "default", ""  # absl refuses the bad value or prints help; nothing to run
     precision = _argv_value(argv, "precision", "float32")
+    if (flag != "auto" or precision not in CPU_PRECISIONS
+            or any(arg.startswith(("--help", "-h", "-?")) for arg in argv)):
+        # absl refuses a bad value or prints help; float16 is for GPUs: nothing to measure.
+        return "default", ""
     path = os.path.join(cache_dir or default_cache_dir(), "kernels.json")
     key = cache_key(job, precision)
     seconds = _read(path).get(key)
+    when = "remembered in"
     if seconds is None:
-        print(f"measuring which CPU kernels {job} fastest on this machine (once; "
-              "about half a minute)", file=sys.stderr, flush=True)
-        seconds = measure(job, precision)
+        # Silent: a mistake in the command line must still give one line.
+        seconds, when = measure(job, precision), "just now; remembered in"
         if min(seconds.values()) == float("inf"):  # not remembered: try again next time
             return "default", (f"kernels: TensorFlow's default (neither kind ran the {job} "
                                f"probe; `python -m network.kernels {job} {precision}` shows "
@@ -157,8 +161,8 @@ def choose(job, argv=None, cache_dir=None):
     kernels = "stock" if stock * TIE < onednn else "onednn"
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if kernels == "onednn" else "0"
     return kernels, (f"kernels: {kernels} (measured for {job} on this CPU: oneDNN "
-                     f"{onednn * 1000:.0f} ms, stock {stock * 1000:.0f} ms a probe step; "
-                     f"remembered in {path}; --kernels overrides)")
+                     f"{onednn * 1000:.0f} ms, stock {stock * 1000:.0f} ms a probe step, "
+                     f"{when} {path}; --kernels overrides)")
 
 
 def probe(job, precision, repeats=5):

@@ -12,11 +12,10 @@ import tensorflow as tf
 from absl import flags, logging
 
 from network.diffwave import DILATED_CONVS, resolve_dilated_conv
-from network.kernels import KERNELS, cpu_info
+from network.kernels import KERNELS, PRECISIONS, cpu_info
 from params import UserError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 def define_flags(distribute):

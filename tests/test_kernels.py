@@ -100,7 +100,8 @@ def test_the_faster_kind_is_chosen_once_and_remembered_per_job_and_precision(cho
     assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
     kind, line = choose("generate", ["--seed=3"])
     assert kind == "stock" and calls == [("generate", "float32")]  # remembered
-    assert "oneDNN 900 ms, stock 600 ms" in line and str(tmp_path) in line
+    assert "oneDNN 900 ms, stock 600 ms a probe step, remembered in" in line
+    assert str(tmp_path) in line
     calls.clear()
     choose.measured({"onednn": 0.5, "stock": 0.6})
     assert choose("train", ["--precision", "mixed_bfloat16"])[0] == "onednn"
@@ -133,4 +134,6 @@ def test_the_flag_and_the_environment_override_the_measurement(choose, tmp_path)
     assert choose("train", ["--helpfull"], env="0")[0] == "stock"
     assert choose("train", ["--help"])[0] == "default"
     assert choose("train", ["--kernels=fast"])[0] == "default"  # absl refuses it
+    assert choose("train", ["--precision=float8"]) == ("default", "")  # absl refuses it too
+    assert choose("train", ["--precision=mixed_float16"]) == ("default", "")  # GPUs only
     assert calls == [] and not (tmp_path / "kernels.json").exists()
