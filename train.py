@@ -29,6 +29,7 @@ KERNELS = kernels.choose("train") if __name__ == "__main__" else ("default", "")
 import data  # noqa: E402  first of the project: it quiets TensorFlow's start-up logging
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from tensorboard.plugins.hparams import api as hparams_api  # noqa: E402
 
 import params as params_lib  # noqa: E402
 from diffusion import SNR_REFUSE, SNR_WARN, Diffusion, samplers  # noqa: E402
@@ -358,6 +359,9 @@ class Trainer:
         if start >= max_steps:
             print(f"already at step {start} >= --max_steps={max_steps}; nothing to do")
             return
+        if start == 0:
+            with self.writer.as_default(step=0):  # TensorBoard's HParams dashboard compares runs
+                hparams_api.hparams(dataclasses.asdict(self.params))
         dataset = with_training_noise(
             data.train_dataset(self.prepared, self.params, seed=seed + start), self.diffusion,
             seed, start)

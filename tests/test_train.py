@@ -42,7 +42,8 @@ def test_trains_checkpoints_logs_and_resumes(workspace):
     tags = summary_tags(model_dir)
     assert {"train/loss", "val/loss", "train/learning_rate", "train/gradient_norm",
             "train/steps_per_s", "train/audio_seconds_per_s", "generated/audio",
-            "generated/spectrogram", "real/audio", "real/spectrogram"} <= tags
+            "generated/spectrogram", "real/audio", "real/spectrogram",
+            "_hparams_/session_start_info"} <= tags
 
     second = train(workspace, model_dir, "--max_steps=40")
     assert second.returncode == 0, second.stderr
