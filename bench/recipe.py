@@ -79,7 +79,7 @@ def main():
     with open(os.path.join(model_dir, "params.json")) as file:
         params = json.load(file)
     row = {"name": args.name, "flags": args.train_flags, "preset": args.preset,
-           "steps": steps[-1] if steps else 0,
+           "steps": int(saved[-1][1]) if saved else (steps[-1] if steps else 0),
            "checkpoint": saved[-1][0] if saved else None,
            "train_minutes_this_call": round(train_seconds / 60, 1),
            "steps_per_s": rates[-1] if rates else None,
