@@ -30,7 +30,7 @@ PROBE_TIMEOUT_S = 600
 # The CPU features that decide which kernels TensorFlow runs and how fast.
 SPEED_FLAGS = {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
                "amx_bf16"}
-# Equal within this ratio: keep TensorFlow's own default rather than a noisy winner.
+# Within this ratio the stock kernels do not win: a noisy measurement keeps oneDNN.
 TIE = 1.03
 
 
