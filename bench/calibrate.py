@@ -14,7 +14,8 @@ set scores), `train_20db` and `train_10db` (the same with white noise at that SN
 `shaped_noise` (Gaussian noise with the training excerpts' average magnitude spectrum, random
 phase: what a model that learned only the spectrum makes), `white_noise`. Every set is written
 to OUT/<row>/ at the model rate, so generated folders can be scored against OUT/reference by
-`evaluate.py` too. Each --generated folder adds a row. Prints one JSON line per row.
+`evaluate.py` too. Each --generated folder adds a row. Prints one JSON line per row and writes
+them to OUT/calibration.jsonl (images/make_figures.py draws them as lines).
 """
 
 import argparse
@@ -116,12 +117,15 @@ def main():
     reference = evaluate.folder_features(os.path.join(args.out, "reference"), RATE)
     rows = [(name, os.path.join(args.out, name)) for name in sets if name != "reference"]
     rows += [(folder, folder) for folder in args.generated]
-    for name, folder in rows:
-        side = evaluate.folder_features(folder, RATE)
-        scores = evaluate.distances(side, reference)
-        print(json.dumps({"row": name, **{key: round(value, 4) for key, value in scores.items()},
-                          "clips": side["clips"], "seconds": round(side["seconds"], 1)}),
-              flush=True)
+    with open(os.path.join(args.out, "calibration.jsonl"), "w") as table:
+        for name, folder in rows:
+            side = evaluate.folder_features(folder, RATE)
+            scores = evaluate.distances(side, reference)
+            line = json.dumps({"row": name, **{key: round(value, 4) for key, value in
+                                               scores.items()},
+                               "clips": side["clips"], "seconds": round(side["seconds"], 1)})
+            print(line, flush=True)
+            table.write(line + "\n")
 
 
 if __name__ == "__main__":

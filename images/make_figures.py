@@ -1,10 +1,18 @@
 """Draws the README's figures into images/. Needs matplotlib (not a project dependency):
 
-  pip install matplotlib && python images/make_figures.py [MODEL_DIR]
+  pip install matplotlib && python images/make_figures.py [--curves=MODEL_DIR]
+      [--recipe=runs/recipe/recipe.jsonl --run=c48l10 --yardstick=/tmp/yardstick]
+      [--generated=FOLDER --real=FOLDER]
 
-With MODEL_DIR (a train.py --model_dir), also draws its loss curves.
+--curves (a train.py --model_dir) adds its loss curves; --recipe the distances of one
+bench/recipe.py run over its training steps, against the calibration rows of
+bench/calibrate.py's --yardstick; --generated and --real spectrograms of generated clips beside
+real ones.
 """
 
+import argparse
+import glob
+import json
 import os
 import sys
 
@@ -17,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.signal  # noqa: E402
+import soundfile  # noqa: E402
 
 import params as params_lib  # noqa: E402
 from data import lowpass, synthetic  # noqa: E402
@@ -126,11 +135,72 @@ def curves_figure(model_dir, path):
     fig.savefig(path, dpi=110)
 
 
+CALIBRATION_ROWS = {"heldout": "held-out music (floor)", "train_20db": "music + noise, 20 dB SNR",
+                    "train_10db": "music + noise, 10 dB SNR",
+                    "shaped_noise": "noise shaped like music", "white_noise": "white noise"}
+
+
+def distances_figure(recipe_path, run, yardstick, path):
+    """The distances of one recipe run's rows (one per scoring) over its steps, with the
+    calibration rows as horizontal lines."""
+    with open(recipe_path) as file:
+        rows = sorted((row for row in map(json.loads, file) if row["name"] == run),
+                      key=lambda row: row["steps"])
+    with open(os.path.join(yardstick, "calibration.jsonl")) as file:
+        calibration = {row["row"]: row for row in map(json.loads, file)}
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(CALIBRATION_ROWS)))
+    for axis, key in zip(axes, ("frechet_mel", "frechet_mfcc", "kid")):
+        axis.plot([row["steps"] for row in rows], [row[key] for row in rows], "o-", color="C3",
+                  label=f"generated ({run}, fast sampler)")
+        for color, (name, label) in zip(colors, CALIBRATION_ROWS.items()):
+            axis.axhline(calibration[name][key], color=color, ls="--", lw=1, label=label)
+        axis.set_yscale("log")
+        axis.set_xlabel("training step")
+        axis.set_title(key)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Distance to held-out music (32 x 10 s; lower is closer)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def spectrograms_figure(generated, real, path, count=3, rate=params_lib.BASE.sample_rate):
+    """The first `count` clips of each folder (at the model rate) as spectrograms, in two rows."""
+    fig, axes = plt.subplots(2, count, figsize=(4 * count, 5.5), sharex=True, sharey=True)
+    for row, (folder, label) in enumerate([(generated, "generated"), (real, "real, held out")]):
+        for axis, file in zip(axes[row], sorted(glob.glob(os.path.join(folder, "*.wav")))):
+            audio, file_rate = soundfile.read(file, dtype="float32")
+            assert file_rate == rate, f"{file}: {file_rate} Hz, expected {rate}"
+            axis.specgram(audio, NFFT=512, Fs=rate, noverlap=384, cmap="magma", vmin=-120,
+                          vmax=-30)  # one colour scale for every panel
+            axis.set_title(f"{label}: {os.path.basename(file)}", fontsize=9)
+        axes[row][0].set_ylabel("Hz")
+    for axis in axes[1]:
+        axis.set_xlabel("s")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--curves", help="a train.py --model_dir: its loss curves")
+    parser.add_argument("--recipe", help="a bench/recipe.py recipe.jsonl")
+    parser.add_argument("--run", help="the run of --recipe to draw")
+    parser.add_argument("--yardstick", help="bench/calibrate.py's --out")
+    parser.add_argument("--generated", help="a folder of generated clips")
+    parser.add_argument("--real", help="a folder of real clips at the model rate")
+    args = parser.parse_args()
     params = params_lib.preset("base")
     here = os.path.dirname(os.path.abspath(__file__))
     lowpass_figure(params, os.path.join(here, "lowpass_response.png"))
     tones_figure(params, os.path.join(here, "builtin_tones.png"))
     architecture_figure(params, os.path.join(here, "diffwave.png"))
-    if len(sys.argv) > 1:
-        curves_figure(sys.argv[1], os.path.join(here, "training_curves.png"))
+    if args.curves:
+        curves_figure(args.curves, os.path.join(here, "training_curves.png"))
+    if args.recipe:
+        distances_figure(args.recipe, args.run, args.yardstick,
+                         os.path.join(here, "distances_over_training.png"))
+    if args.generated:
+        spectrograms_figure(args.generated, args.real,
+                            os.path.join(here, "generated_vs_real.png"))

@@ -1,0 +1,41 @@
+"""The shipped pretrained model: it is the `cpu` preset, it loads, and what it generates is
+finite, of the asked length, and closer to real music than white noise is."""
+
+import os
+
+import numpy as np
+import soundfile
+
+import evaluate
+import params as params_lib
+from conftest import ROOT, SHARED_MUSIC
+from test_cli import run
+
+PRETRAINED = os.path.join(ROOT, "pretrained", "soundtracks-cpu")
+
+
+def test_the_shipped_model_is_the_cpu_preset():
+    assert params_lib.Params.load(os.path.join(PRETRAINED, "params.json")) == \
+        params_lib.preset("cpu")
+
+
+def test_the_shipped_model_generates_finite_music_like_audio_of_the_asked_length(tmp_path):
+    result = run("generate.py", f"--model_dir={PRETRAINED}", f"--output_dir={tmp_path}",
+                 "--seconds=2", "--num_samples=4", "--batch_size=4")
+    assert result.returncode == 0, result.stderr
+    paths = [line for line in result.stdout.splitlines() if line.endswith(".wav")]
+    clips = [soundfile.read(path, dtype="float32") for path in paths]
+    assert len(clips) == 4
+    for audio, rate in clips:
+        assert rate == 7350 and audio.shape == (2 * 7350,) and np.isfinite(audio).all()
+    assert not np.array_equal(clips[0][0], clips[1][0])
+
+    # Scored like bench/calibrate.py, against the shared real music: a network with random or
+    # untrained weights gives noise, which sits far above trained output on this distance.
+    rate = params_lib.BASE.sample_rate
+    reference = evaluate.folder_features(SHARED_MUSIC, rate)
+    generated = evaluate.clips_features(np.stack([audio for audio, _ in clips]), rate)
+    white = evaluate.clips_features(
+        np.random.default_rng(0).normal(0, 0.1, (4, 2 * 7350)).astype(np.float32), rate)
+    assert evaluate.distances(generated, reference)["frechet_mel"] < \
+        0.7 * evaluate.distances(white, reference)["frechet_mel"]
