@@ -113,7 +113,7 @@ def first_line(error):
 BETA_SCHEDULES = ("linear", "quadratic", "sigmoid", "cosine")
 LOSSES = ("l2", "l1")
 NOISE_CONDITIONINGS = ("step", "continuous")
-ADDED_LATER = {"noise_conditioning": "step"}
+ADDED_LATER = {"noise_conditioning": "step", "warmup_steps": 0}
 
 
 def _field(default, group, doc):
@@ -176,6 +176,9 @@ class Params:
     # --- train: optimisation and how batches are drawn ----------------------------------
     batch_size: int = _field(16, "train", "Clips per training batch (global batch).")
     learning_rate: float = _field(2e-4, "train", "Adam learning rate.")
+    warmup_steps: int = _field(
+        0, "train", "Steps over which the learning rate rises linearly to learning_rate "
+        "(step n uses learning_rate * min(1, n / warmup_steps)); 0 starts at learning_rate.")
     gradient_clip: float = _field(1.0, "train", "Gradients are clipped to this global norm.")
     ema_decay: float = _field(
         0.999, "train", "Decay of the exponential moving average of the weights used to "
@@ -213,6 +216,8 @@ class Params:
         if not self.beta_start < self.beta_end < 1.0:
             raise UserError(f"params: need 0 < beta_start < beta_end < 1 (got {self.beta_start}"
                             f", {self.beta_end})")
+        if self.warmup_steps < 0:
+            raise UserError(f"params: warmup_steps must be >= 0 (got {self.warmup_steps})")
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserError(f"params: ema_decay must be in [0, 1) (got {self.ema_decay})")
         if self.sample_steps > self.noise_steps:

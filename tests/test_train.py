@@ -32,9 +32,9 @@ def checkpoint_steps(model_dir):
                   for path in glob.glob(f"{model_dir}/checkpoints/ckpt-*.index"))
 
 
-def test_trains_checkpoints_logs_and_resumes(workspace):
+def test_trains_checkpoints_logs_warms_up_the_learning_rate_and_resumes(workspace):
     model_dir = workspace / "run"
-    first = train(workspace, model_dir, "--max_steps=30")
+    first = train(workspace, model_dir, "--max_steps=30", "--warmup_steps=20")
     assert first.returncode == 0, first.stderr
     assert "step 30/30" in first.stdout
     assert checkpoint_steps(model_dir) == [30]
@@ -44,6 +44,13 @@ def test_trains_checkpoints_logs_and_resumes(workspace):
             "train/steps_per_s", "train/audio_seconds_per_s", "generated/audio",
             "generated/spectrogram", "real/audio", "real/spectrogram",
             "_hparams_/session_start_info"} <= tags
+    events = EventAccumulator(str(model_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    rates = {point.step: float(tf.make_ndarray(point.tensor_proto))
+             for point in events.Tensors("train/learning_rate")}
+    tiny_rate = 1e-3  # step n of 20 warm-up steps: n / 20 of it
+    assert rates == pytest.approx({1: tiny_rate / 20, 2: tiny_rate / 10, 10: tiny_rate / 2,
+                                   20: tiny_rate, 30: tiny_rate})
 
     second = train(workspace, model_dir, "--max_steps=40")
     assert second.returncode == 0, second.stderr
