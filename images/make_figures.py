@@ -179,7 +179,7 @@ def spectrograms_figure(generated, real, path, count=3, rate=params_lib.BASE.sam
     for axis in axes[1]:
         axis.set_xlabel("s")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90, pil_kwargs={"quality": 85})
 
 
 if __name__ == "__main__":
@@ -203,4 +203,4 @@ if __name__ == "__main__":
                          os.path.join(here, "distances_over_training.png"))
     if args.generated:
         spectrograms_figure(args.generated, args.real,
-                            os.path.join(here, "generated_vs_real.png"))
+                            os.path.join(here, "generated_vs_real.jpg"))
