@@ -119,14 +119,6 @@ def check_checkpoint(params, checkpoint, model_dir):
             "give a new --model_dir") from None
 
 
-def learning_rate_at(params, step):
-    """The learning rate of training step `step` (1, 2, ...): a linear warm-up over
-    params.warmup_steps, then params.learning_rate."""
-    if not params.warmup_steps:
-        return params.learning_rate
-    return params.learning_rate * min(1.0, step / params.warmup_steps)
-
-
 def check_schedule(diffusion, variance):
     snr = diffusion.terminal_snr(variance)
     message = (f"the noise schedule leaves terminal SNR abar_T * var / (1 - abar_T) = "
@@ -382,8 +374,9 @@ class Trainer:
         window_start, window_steps = time.perf_counter(), 0
         for step in range(start + 1, max_steps + 1):
             batch = next(batches)
-            if self.params.warmup_steps:
-                self.optimizer.learning_rate.assign(learning_rate_at(self.params, step))
+            if step <= self.params.warmup_steps:  # linear warm-up; after it, learning_rate
+                self.optimizer.learning_rate.assign(
+                    self.params.learning_rate * step / self.params.warmup_steps)
             loss, norm = self.train_step(batch)
             loss, norm = float(loss), float(norm)
             if not math.isfinite(norm) and self.loss_scaling and math.isfinite(loss):

@@ -16,7 +16,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from recipe import generate_and_score  # noqa: E402
+from recipe import generate_and_score, reference_features  # noqa: E402
 
 # name -> (generate.py flags, network calls per generated clip)
 SAMPLERS = {
@@ -47,10 +47,11 @@ def main():
     with open(os.path.join(args.model_dir, "params.json")) as file:
         noise_steps = json.load(file)["noise_steps"]
     os.makedirs(args.out, exist_ok=True)
+    reference = reference_features(args.yardstick)
     for name in names:
         generate_flags, calls = SAMPLERS[name]
         seconds, scores = generate_and_score(args.model_dir, os.path.join(args.out, name),
-                                             args.yardstick, args.clips, args.seconds,
+                                             reference, args.clips, args.seconds,
                                              generate_flags)
         row = {"sampler": name, "flags": generate_flags, "model_dir": args.model_dir,
                "network_calls": calls or noise_steps,

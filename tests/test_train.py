@@ -21,10 +21,14 @@ def train(workspace, model_dir, *flags):
                f"--cache_dir={workspace / 'cache'}", "--log_every=10", *flags)
 
 
-def summary_tags(model_dir):
+def summaries(model_dir):
     events = EventAccumulator(str(model_dir), size_guidance={"tensors": 0})
     events.Reload()
-    return set(events.Tags()["tensors"])
+    return events
+
+
+def summary_tags(model_dir):
+    return set(summaries(model_dir).Tags()["tensors"])
 
 
 def checkpoint_steps(model_dir):
@@ -44,10 +48,8 @@ def test_trains_checkpoints_logs_warms_up_the_learning_rate_and_resumes(workspac
             "train/steps_per_s", "train/audio_seconds_per_s", "generated/audio",
             "generated/spectrogram", "real/audio", "real/spectrogram",
             "_hparams_/session_start_info"} <= tags
-    events = EventAccumulator(str(model_dir), size_guidance={"tensors": 0})
-    events.Reload()
     rates = {point.step: float(tf.make_ndarray(point.tensor_proto))
-             for point in events.Tensors("train/learning_rate")}
+             for point in summaries(model_dir).Tensors("train/learning_rate")}
     tiny_rate = 1e-3  # step n of 20 warm-up steps: n / 20 of it
     assert rates == pytest.approx({1: tiny_rate / 20, 2: tiny_rate / 10, 10: tiny_rate / 2,
                                    20: tiny_rate, 30: tiny_rate})
