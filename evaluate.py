@@ -23,10 +23,14 @@ import sys
 import numpy as np
 import scipy.fft
 import scipy.linalg
-from absl import app, flags
+from absl import flags
 
-from data.audio_files import BadAudio, decode_with_soundfile, find_audio_files, probe
-from params import BASE, UserError, parse_flags
+import cli
+
+cli.quiet_tensorflow()  # data.audio_files imports it
+
+from data.audio_files import BadAudio, decode_with_soundfile, find_audio_files, probe  # noqa: E402
+from params import BASE, UserError  # noqa: E402
 
 FRAME = 512  # 70 ms at 7350 Hz
 HOP = 256
@@ -197,13 +201,10 @@ def size_warning(generated, reference):
     return None
 
 
-def main(_):
-    try:
-        check_flags("generated", "reference")
-        generated = folder_features(FLAGS.generated, FLAGS.sample_rate)
-        reference = folder_features(FLAGS.reference, FLAGS.sample_rate)
-    except UserError as error:
-        sys.exit(f"error: {error}")
+def evaluate():
+    check_flags("generated", "reference")
+    generated = folder_features(FLAGS.generated, FLAGS.sample_rate)
+    reference = folder_features(FLAGS.reference, FLAGS.sample_rate)
     warning = size_warning(generated, reference)
     if warning:
         print(warning, file=sys.stderr)
@@ -219,4 +220,4 @@ def main(_):
 if __name__ == "__main__":
     flags.DEFINE_string("generated", None, "Folder of generated audio (searched recursively).")
     define_flags()
-    app.run(main, flags_parser=parse_flags)
+    cli.run(evaluate, "interrupted; nothing was written")

@@ -13,20 +13,22 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
+import cli
 from network import kernels
 
 # TensorFlow fixes its CPU kernels when it loads: the fastest for generation here, measured once.
 KERNELS = kernels.choose("generate") if __name__ == "__main__" else ("default", "")
+cli.quiet_tensorflow()
 
-import data  # noqa: F401,E402  first of the rest: it quiets TensorFlow's start-up logging
 import numpy as np  # noqa: E402
 
 from data.audio_files import remove_stale_partial_wavs, resample, write_wav  # noqa: E402
 from diffusion import Diffusion, samplers  # noqa: E402
-from network import checkpoints, runtime  # noqa: E402
-from params import UserError, parse_flags  # noqa: E402
+from network import checkpoints  # noqa: E402
+from network.windowed import windowed_network  # noqa: E402
+from params import UserError  # noqa: E402
 
 flags.DEFINE_string("model_dir", "runs/default", "The --model_dir that train.py wrote.")
 flags.DEFINE_string("checkpoint", None, "A checkpoint to use instead of the latest: a path "
@@ -43,7 +45,7 @@ flags.DEFINE_integer("steps", None, "Steps for ddim (default: the model's sample
                      "fast, use the schedule search_schedule.py found for this many steps.")
 flags.DEFINE_list("fast_schedule", [str(beta) for beta in samplers.FAST_SCHEDULE],
                   "Inference betas for --sampler=fast, comma separated.")
-flags.DEFINE_enum("variance", "beta_tilde", samplers.VARIANCES,
+flags.DEFINE_enum("variance", "beta_tilde", samplers.POSTERIOR_VARIANCES,
                   "Reverse-step variance for ddpm and fast.")
 flags.DEFINE_float("eta", 0.0, "DDIM noise: 0 deterministic, 1 as ancestral.")
 flags.DEFINE_boolean("clip_x0", False, "Clip each step's predicted clean signal to [-1, 1].")
@@ -57,8 +59,8 @@ flags.DEFINE_integer("output_rate", None, "Sample rate of the files; the model's
                      "default, e.g. 22050 or 44100 resamples (polyphase) for any player.")
 flags.DEFINE_integer("window", 65536, "Samples per network call and clip; longer clips are "
                      "computed in overlapping windows. Bounds memory.")
-runtime.define_flags(distribute=False)
-flags.adopt_module_key_flags(runtime)  # --help lists them too
+cli.define_runtime_flags(distribute=False)
+flags.adopt_module_key_flags(cli)  # --help lists them too
 FLAGS = flags.FLAGS
 
 DEFAULT_SECONDS = 10.0
@@ -183,9 +185,8 @@ def check_output_dir(path):
 
 
 def generate():
-    for name in ("num_samples", "batch_size", "window", "corrector_snr"):
-        if FLAGS[name].value <= 0:
-            raise UserError(f"--{name} must be > 0 (got {FLAGS[name].value})")
+    cli.configure_runtime()
+    cli.require_positive("num_samples", "batch_size", "window", "corrector_snr")
     if FLAGS.corrector_steps < 0:
         raise UserError(f"--corrector_steps must be >= 0 (got {FLAGS.corrector_steps})")
     params = checkpoints.load_params(FLAGS.model_dir)
@@ -199,7 +200,7 @@ def generate():
     if os.path.isdir(FLAGS.output_dir):
         for path in remove_stale_partial_wavs(FLAGS.output_dir):
             print(f"removed {path}, left by a generate.py that was killed", file=sys.stderr)
-    dilated_conv, said = runtime.dilated_conv_from_flags(training=False)
+    dilated_conv, said = cli.dilated_conv(training=False)
     model, checkpoint = checkpoints.load_latest(params, FLAGS.model_dir, FLAGS.checkpoint,
                                                 not FLAGS.no_ema, dilated_conv)
     print("\n".join(filter(None, [KERNELS[1], said])), file=sys.stderr)
@@ -208,14 +209,14 @@ def generate():
     progress = Progress(f"{FLAGS.num_samples} x {output_samples / output_rate:g} s, "
                         f"{FLAGS.sampler}", batches, len(plan) * (1 + FLAGS.corrector_steps),
                         math.ceil(model_samples / FLAGS.window))
-    windowed = samplers.windowed_network(model, FLAGS.window, progress.advance, FLAGS.jit)
+    windowed = windowed_network(model, FLAGS.window, progress.advance, FLAGS.jit)
     started = time.perf_counter()
     for first in range(0, FLAGS.num_samples, FLAGS.batch_size):
         count = min(FLAGS.batch_size, FLAGS.num_samples - first)
-        audio = samplers.run(plan, windowed, [count, model_samples, 1],
-                             samplers.example_noise(FLAGS.seed, first), FLAGS.clip_x0,
-                             corrector_steps=FLAGS.corrector_steps,
-                             corrector_snr=FLAGS.corrector_snr)
+        audio = samplers.sample(plan, windowed, [count, model_samples, 1],
+                                samplers.example_noise(FLAGS.seed, first), FLAGS.clip_x0,
+                                corrector_steps=FLAGS.corrector_steps,
+                                corrector_snr=FLAGS.corrector_snr)
         for offset, clip in enumerate(audio.numpy()[..., 0]):
             # Clipped after resampling, whose filter can overshoot: 16-bit WAV must stay in +-1.
             clip = np.clip(resample(clip, params.sample_rate, output_rate)[:output_samples],
@@ -229,15 +230,5 @@ def generate():
           f"({seconds / audio_seconds:.3f} s per audio second) from {checkpoint}", file=sys.stderr)
 
 
-def main(_):
-    try:
-        runtime.configure_from_flags()
-        generate()
-    except UserError as error:
-        sys.exit(f"error: {error}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted; the files listed above are complete, no partial file was left")
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    cli.run(generate, "interrupted; the files listed above are complete, no partial file was left")

@@ -25,47 +25,10 @@ import dataclasses
 import json
 import math
 import os
-import sys
-
-from absl import flags
 
 
 class UserError(Exception):
     """A problem the user can fix (a flag, a file, a folder); shown as one line, no traceback."""
-
-
-HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
-
-
-def help_text(asked, flag_values=flags.FLAGS):
-    """What a help flag prints: --helpshort one line per flag of the command, --help their
-    descriptions, --helpfull every flag TensorFlow and absl define too."""
-    if asked == "--helpfull":
-        return flag_values.get_help()
-    if asked == "--helpshort":
-        key_flags = sorted(flag_values.get_key_flags_for_module(sys.argv[0]),
-                           key=lambda flag: flag.name)
-        return "\n".join(f"  --{flag.name}={'' if flag.default is None else flag.default}"
-                         f"  {flag.help.split(': ', 1)[-1].split('. ')[0][:70]}"
-                         for flag in key_flags)
-    return (f"{flag_values.main_module_help()}\n\n--helpshort lists the flags in one line each; "
-            "--helpfull adds TensorFlow's and absl's own.")
-
-
-def parse_flags(argv):
-    """absl's flag parsing with every mistake reported in one line, and help that exits 0; for
-    `app.run(main, flags_parser=parse_flags)`. Returns argv without the flags."""
-    asked = [arg for arg in argv[1:] if arg in HELP_FLAGS]
-    if asked:
-        print(help_text(asked[0]))
-        sys.exit(0)
-    try:
-        remaining = flags.FLAGS(argv)
-    except flags.Error as error:
-        sys.exit(f"error: {error}; --helpshort lists the flags")
-    if len(remaining) > 1:
-        sys.exit(f"error: unexpected arguments {remaining[1:]}; flags look like --name=value")
-    return remaining
 
 
 def write_json(path, values):
@@ -316,22 +279,23 @@ def preset(name, **overrides):
     return dataclasses.replace(PRESETS[name], **overrides)
 
 
-_FLAG_DEFINERS = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
-                  str: flags.DEFINE_string, bool: flags.DEFINE_boolean}
+def resolve(preset_name, overrides, saved=None, source="", advice=""):
+    """The params of a run: the preset `preset_name` (None when not asked for: base, or the
+    saved model's own) with `overrides` ({field: value}) applied.
 
-
-def define_flags(flag_values=flags.FLAGS):
-    """Defines `--preset` plus one optional override flag per `Params` field."""
-    flags.DEFINE_string("preset", "base", f"Hyperparameter preset: {', '.join(PRESETS)}.",
-                        flag_values=flag_values)
-    for field in dataclasses.fields(Params):
-        _FLAG_DEFINERS[type(field.default)](
-            field.name, None, f"Override the preset's {field.name}: {field.metadata['doc']}",
-            flag_values=flag_values)
-
-
-def from_flags(flag_values=flags.FLAGS):
-    """The preset chosen by `--preset`, with every field flag that was given applied."""
-    overrides = {field.name: flag_values[field.name].value for field in dataclasses.fields(Params)
-                 if flag_values[field.name].value is not None}
-    return preset(flag_values.preset, **overrides)
+    A run that continues a saved model (`saved`, read from `source`, e.g. "--model_dir=runs/x")
+    may change how it trains but not what its checkpoints mean: UserError, naming every changed
+    architecture or diffusion field and ending with `advice`, when it would.
+    """
+    if saved is None:
+        return preset(preset_name or "base", **overrides)
+    wanted = (preset(preset_name, **overrides) if preset_name
+              else dataclasses.replace(saved, **overrides))
+    differences = [f"{name} {value} -> {wanted.group(group)[name]}"
+                   for group in ("model", "diffusion")
+                   for name, value in saved.group(group).items()
+                   if wanted.group(group)[name] != value]
+    if differences:
+        raise UserError(f"{source} holds a model with other architecture/diffusion params "
+                        f"({', '.join(differences)}); {advice}")
+    return wanted

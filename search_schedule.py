@@ -18,15 +18,19 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
-import data  # noqa: F401  first: it quiets TensorFlow's start-up logging
+import cli
+
+cli.quiet_tensorflow()
+
 import numpy as np  # noqa: E402
 
 import evaluate  # noqa: E402
 from diffusion import Diffusion, samplers  # noqa: E402
 from network import checkpoints  # noqa: E402
-from params import UserError, parse_flags, write_json  # noqa: E402
+from network.windowed import windowed_network  # noqa: E402
+from params import UserError, write_json  # noqa: E402
 
 METRICS = ("frechet_mel", "frechet_mfcc", "kid")
 FIRST_BETAS = (1e-4, 3e-4, 1e-3, 3e-3)
@@ -63,8 +67,8 @@ def score(betas, diffusion, model, reference, rate):
     """evaluate's distances for clips generated with `betas` (None if every clip is silent)."""
     plan = samplers.fast_plan(diffusion, betas)
     length = round(FLAGS.seconds * rate)
-    audio = samplers.run(plan, model, [FLAGS.num_samples, length, 1],
-                         samplers.example_noise(FLAGS.seed, 0)).numpy()[..., 0]
+    audio = samplers.sample(plan, model, [FLAGS.num_samples, length, 1],
+                            samplers.example_noise(FLAGS.seed, 0)).numpy()[..., 0]
     generated = evaluate.clips_features(audio, rate)
     if generated is None:
         return None
@@ -75,13 +79,11 @@ def search():
     if not FLAGS.model_dir:
         raise UserError("--model_dir is required (a trained model)")
     evaluate.check_flags("reference")
-    for name in ("steps", "num_samples", "seconds"):
-        if FLAGS[name].value <= 0:
-            raise UserError(f"--{name} must be > 0 (got {FLAGS[name].value})")
+    cli.require_positive("steps", "num_samples", "seconds")
     params = checkpoints.load_params(FLAGS.model_dir)
     checkpoint = checkpoints.find_checkpoint(FLAGS.model_dir, None)
     network = checkpoints.load_model(params, checkpoint)
-    model = samplers.windowed_network(network, FLAGS.window)
+    model = windowed_network(network, FLAGS.window)
     diffusion = Diffusion.from_params(params)
     rate = params.sample_rate
     reference = evaluate.folder_features(FLAGS.reference, rate)
@@ -120,14 +122,5 @@ def search():
     print(json.dumps(record))
 
 
-def main(_):
-    try:
-        search()
-    except UserError as error:
-        sys.exit(f"error: {error}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted; no schedule was written")
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    cli.run(search, "interrupted; no schedule was written")

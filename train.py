@@ -7,40 +7,40 @@ Re-running the same command resumes from the latest checkpoint in --model_dir; C
 SIGTERM saves one first. TensorBoard:
 `tensorboard --logdir=MODEL_DIR` shows train/val loss, learning rate, gradient norm,
 throughput, and generated clips (audio and spectrograms) beside real ones.
+
+`Trainer` trains, given plain arguments; `TrainingLog` writes TensorBoard beside it and
+`checkpoints.RunCheckpoints` keeps its checkpoints; `main` turns the flags into arguments.
 """
 
 import dataclasses
-import glob
 import math
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+import cli
 from network import kernels
 
 # TensorFlow fixes its CPU kernels when it loads: the fastest for training here, measured once.
 KERNELS = kernels.choose("train") if __name__ == "__main__" else ("default", "")
+cli.quiet_tensorflow()
 
-import data  # noqa: E402  first of the project: it quiets TensorFlow's start-up logging
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorboard.plugins.hparams import api as hparams_api  # noqa: E402
 
+import data  # noqa: E402
 import params as params_lib  # noqa: E402
 from diffusion import SNR_REFUSE, SNR_WARN, Diffusion, samplers  # noqa: E402
 from network import DiffWave, checkpoints, runtime  # noqa: E402
 
-data.define_flags()
-params_lib.define_flags()
-runtime.define_flags(distribute=True)
-flags.adopt_module_key_flags(data)  # --help lists them too
-flags.adopt_module_key_flags(params_lib)
-flags.adopt_module_key_flags(runtime)
+cli.define_data_flags()
+cli.define_params_flags()
+cli.define_runtime_flags(distribute=True)
+flags.adopt_module_key_flags(cli)  # --help lists them too
 flags.DEFINE_string("model_dir", "runs/default", "Checkpoints, params.json and TensorBoard logs.")
 flags.DEFINE_integer("max_steps", 100_000, "Train until this global step.")
 flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints (and val loss).")
@@ -61,76 +61,27 @@ FLAGS = flags.FLAGS
 SAMPLES_SHOWN = 2
 
 
-def resolve_params(model_dir, init_from=None):
-    """Params for this run: params.json when resuming (else --init_from's), with the flags given
-    applied.
+def check_replicas(params, strategy):
+    """The strategy's replica count, which must divide the global batch."""
+    replicas = strategy.num_replicas_in_sync
+    if params.batch_size % replicas:
+        raise params_lib.UserError(
+            f"--batch_size={params.batch_size} is not divisible by the {replicas} replicas of "
+            f"the tf.distribute strategy ({type(strategy).__name__}); use a multiple of "
+            f"{replicas}")
+    return replicas
 
-    Raises UserError when the flags change the architecture or the diffusion of a saved model.
+
+def with_training_noise(dataset, diffusion, seed, first_step):
+    """Adds each batch's diffusion steps and noise, drawn from (seed, step number) before the
+    batch is split across replicas, so one device or several train on the same numbers and a
+    resumed run draws, step for step, the noise an uninterrupted one would have.
+
+    Returns a dataset of (x0 [batch, time, 1], steps float32 [batch], noise [batch, time, 1]).
     """
-    overrides = {f.name: FLAGS[f.name].value for f in dataclasses.fields(params_lib.Params)
-                 if FLAGS[f.name].present}
-    saved_path = os.path.join(model_dir, "params.json")
-    if os.path.exists(saved_path):
-        saved, source = params_lib.Params.load(saved_path), f"--model_dir={model_dir}"
-        advice = "drop those flags to resume, or use a new --model_dir"
-    elif init_from:
-        saved, source = checkpoints.load_params(init_from), f"--init_from={init_from}"
-        advice = "drop those flags to fine-tune it, or train from scratch without --init_from"
-    else:
-        return params_lib.preset(FLAGS.preset, **overrides)
-    if FLAGS["preset"].present:
-        wanted = params_lib.preset(FLAGS.preset, **overrides)
-    else:
-        wanted = dataclasses.replace(saved, **overrides)
-    differences = [f"{name} {value} -> {wanted.group(group)[name]}"
-                   for group in ("model", "diffusion")
-                   for name, value in saved.group(group).items()
-                   if wanted.group(group)[name] != value]
-    if differences:
-        raise params_lib.UserError(
-            f"{source} holds a model with other architecture/diffusion params "
-            f"({', '.join(differences)}); {advice}")
-    return wanted
-
-
-def init_checkpoint(params, init_from):
-    """The checkpoint of --init_from whose EMA weights start a fine-tuning run (checked to load
-    into the network `params` describe), or None without --init_from."""
-    if not init_from:
-        return None
-    latest = checkpoints.latest_checkpoint(os.path.join(init_from, "checkpoints"))
-    if latest is None:
-        raise params_lib.UserError(f"--init_from={init_from} holds no checkpoint; give a "
-                                   "--model_dir that train.py wrote, or pretrained/NAME")
-    checkpoints.load_model(params, latest)  # refuses another architecture, NaN weights
-    return latest
-
-
-def check_checkpoint(params, checkpoint, model_dir):
-    """UserError unless `checkpoint` loads into the network `params` describe."""
-    try:
-        checkpoints.load_model(params, checkpoint)
-    except params_lib.UserError:
-        if os.path.exists(os.path.join(model_dir, "params.json")):
-            raise
-        raise params_lib.UserError(
-            f"--model_dir={model_dir} holds checkpoints ({checkpoint}) but no params.json, and "
-            "they do not fit the network these flags describe; put its params.json back, or "
-            "give a new --model_dir") from None
-
-
-def check_schedule(diffusion, variance):
-    snr = diffusion.terminal_snr(variance)
-    message = (f"the noise schedule leaves terminal SNR abar_T * var / (1 - abar_T) = "
-               f"{diffusion.alpha_bars64[-1]:.3f} * {variance:.4f} / "
-               f"{1 - diffusion.alpha_bars64[-1]:.3f} = {snr:.4f}: the model would never see "
-               "pure noise, yet sampling starts from it; raise --noise_steps or --beta_end, or "
-               "lower --target_rms")
-    if snr > SNR_REFUSE and not FLAGS.allow_high_snr:
-        raise params_lib.UserError(f"{message} (refused above {SNR_REFUSE}; "
-                                   "--allow_high_snr trains anyway)")
-    if snr > SNR_WARN:
-        logging.warning("%s (warning level %s)", message, SNR_WARN)
+    seed = tf.constant(seed, tf.int64)
+    return dataset.enumerate(first_step).map(
+        lambda step, x0: (x0, *diffusion.training_noise(x0, tf.stack([seed, step]))))
 
 
 def spectrogram_images(audio, frame_length=256):
@@ -150,14 +101,34 @@ def hours(seconds):
     return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
 
-def check_replicas(params, strategy):
-    """The strategy's replica count, which must divide the global batch."""
-    replicas = strategy.num_replicas_in_sync
-    if params.batch_size % replicas:
-        raise params_lib.UserError(
-            f"--batch_size={params.batch_size} is not divisible by the {replicas} replicas of "
-            f"--strategy={FLAGS.strategy}; use a multiple of {replicas}")
-    return replicas
+class TrainingLog:
+    """TensorBoard for one run: its params (the HParams dashboard compares runs), scalars, and
+    clips as audio and spectrograms. Only the chief writes; elsewhere nothing is written."""
+
+    def __init__(self, model_dir, is_chief=True):
+        self.writer = (tf.summary.create_file_writer(model_dir) if is_chief
+                       else tf.summary.create_noop_writer())
+
+    def params(self, params):
+        with self.writer.as_default(step=0):
+            hparams_api.hparams(dataclasses.asdict(params))
+
+    def scalars(self, step, values):
+        """`values`: {tag: number}, e.g. {"train/loss": 0.1}."""
+        with self.writer.as_default(step=step):
+            for tag, value in values.items():
+                tf.summary.scalar(tag, value)
+
+    def clips(self, step, clips, sample_rate):
+        """`clips`: {name: audio [batch, time, 1]}, e.g. generated and real."""
+        with self.writer.as_default(step=step):
+            for name, audio in clips.items():
+                tf.summary.audio(f"{name}/audio", audio, sample_rate, max_outputs=SAMPLES_SHOWN)
+                tf.summary.image(f"{name}/spectrogram", spectrogram_images(audio),
+                                 max_outputs=SAMPLES_SHOWN)
+
+    def flush(self):
+        self.writer.flush()
 
 
 class Stopped(Exception):
@@ -169,31 +140,19 @@ class Stopped(Exception):
         self.exit_code = 128 + signal_number  # what a shell reports for a signal
 
 
-def with_training_noise(dataset, diffusion, seed, first_step):
-    """Adds each batch's diffusion steps and noise, drawn from (seed, step number) before the
-    batch is split across replicas, so one device or several train on the same numbers and a
-    resumed run draws, step for step, the noise an uninterrupted one would have.
-
-    Returns a dataset of (x0 [batch, time, 1], steps float32 [batch], noise [batch, time, 1]).
-    """
-    seed = tf.constant(seed, tf.int64)
-    return dataset.enumerate(first_step).map(
-        lambda step, x0: (x0, *diffusion.draw(x0, tf.stack([seed, step]))))
-
-
 class Trainer:
-    """Owns model, EMA copy, optimiser, checkpoints and summaries for one --model_dir.
+    """Trains one model in `model_dir`: the network, its EMA copy, Adam, the step counter.
 
     Variables live under `strategy`'s scope; each global batch is split across its replicas.
     Only the chief writes checkpoints and summaries.
     """
 
-    def __init__(self, params, prepared, model_dir, strategy=None, jit=False,
+    def __init__(self, params, clip_cache, model_dir, strategy=None, jit=False,
                  dilated_conv="auto", recompute=False, init_from=None):
         self.params = params
         self.init_from = init_from  # a checkpoint whose EMA weights start a fresh run
         self.diffusion = Diffusion.from_params(params)
-        self.prepared = prepared
+        self.clip_cache = clip_cache
         self.strategy = strategy or tf.distribute.get_strategy()
         self.replicas = check_replicas(params, self.strategy)
         self.is_chief = runtime.is_chief(self.strategy)
@@ -209,23 +168,16 @@ class Trainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
         # Adam without the loss scale (it re-adapts in a few steps): a checkpoint resumes under
         # any --precision.
-        self.saved = dict(model=self.model, ema=self.ema, optimizer=adam, step=self.step)
-        self.checkpoint = tf.train.Checkpoint(**self.saved)
-        folder = os.path.join(model_dir, "checkpoints")
-        repaired = checkpoints.repair_index(folder) if self.is_chief else None
-        if repaired:
-            logging.warning(repaired)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, folder, max_to_keep=3)
-        self.writer = (tf.summary.create_file_writer(model_dir) if self.is_chief
-                       else tf.summary.create_noop_writer())
+        self.checkpoints = checkpoints.RunCheckpoints(
+            os.path.join(model_dir, "checkpoints"), self.is_chief,
+            model=self.model, ema=self.ema, optimizer=adam, step=self.step)
+        self.log = TrainingLog(model_dir, self.is_chief)
         self.generate = tf.function(lambda x, t: self.ema((x, t)))
         self.gradients = tf.function(self._gradients, jit_compile=True) if jit else self._gradients
 
     def restore(self):
         """Loads the latest checkpoint if there is one; returns the step reached."""
-        latest = self.manager.latest_checkpoint
-        if latest is not None:
-            checkpoints.restore(latest, **self.saved)
+        if self.checkpoints.restore_latest():
             # A changed --learning_rate applies on resume; the checkpoint holds the old one.
             self.optimizer.learning_rate.assign(self.params.learning_rate)
         step = int(self.step.numpy())
@@ -238,12 +190,13 @@ class Trainer:
     @tf.function
     def steps_disagree(self, step):
         """Whether the workers restored different steps (every worker gets the same answer)."""
-        def spread(value):
+        def deviation_across_replicas(value):
             value = tf.identity(value)  # a tensor of each replica's own, as all_reduce needs
             context = tf.distribute.get_replica_context()
             mean = context.all_reduce(tf.distribute.ReduceOp.MEAN, value)
             return context.all_reduce(tf.distribute.ReduceOp.MEAN, tf.abs(value - mean))
-        results = self.strategy.experimental_local_results(self.strategy.run(spread, (step,)))
+        results = self.strategy.experimental_local_results(
+            self.strategy.run(deviation_across_replicas, (step,)))
         return results[0] > 0
 
     def _gradients(self, x0, steps, noise):
@@ -290,67 +243,42 @@ class Trainer:
     @tf.function
     def val_step(self, batch, seed):
         return self.diffusion.training_loss(lambda x, t: self.model((x, t)), batch,
-                                            *self.diffusion.draw(batch, seed))
+                                            *self.diffusion.training_noise(batch, seed))
 
     def val_loss(self):
         """Mean loss per clip over a fixed subset of the validation clips, with fixed t and
         noise (comparable over time); a short last batch weighs by its size."""
         total = count = 0.0
-        for index, batch in enumerate(data.val_dataset(self.prepared, self.params)):
+        for index, batch in enumerate(data.val_dataset(self.clip_cache, self.params)):
             total += float(self.val_step(batch, tf.constant([index, 7]))) * len(batch)
             count += len(batch)
         return total / count if count else None
 
-    def write_samples(self, step, real_batch):
-        """Generated clips (EMA weights, DDIM) and real ones, as audio and spectrograms."""
+    def generated_clips(self, step):
+        """SAMPLES_SHOWN clips [n, clip_samples, 1] from the EMA weights (DDIM, seed `step`)."""
         shape = [SAMPLES_SHOWN, self.params.clip_samples, 1]
         generated = samplers.ddim(self.diffusion, self.generate, shape, self.params.sample_steps,
                                   seed=step)
-        generated = tf.clip_by_value(generated, -1.0, 1.0)
-        real = real_batch[:SAMPLES_SHOWN]
-        with self.writer.as_default(step=step):
-            for name, audio in (("generated", generated), ("real", real)):
-                tf.summary.audio(f"{name}/audio", audio, self.params.sample_rate,
-                                 max_outputs=SAMPLES_SHOWN)
-                tf.summary.image(f"{name}/spectrogram", spectrogram_images(audio),
-                                 max_outputs=SAMPLES_SHOWN)
+        return tf.clip_by_value(generated, -1.0, 1.0)
 
-    def save(self):
-        """Writes a checkpoint of the step reached; UserError (the previous ones intact) when it
-        cannot be written: TensorFlow writes it under a temporary name and renames it."""
-        if self.is_chief:
-            step = int(self.step.numpy())
-            try:
-                logging.info("saved %s", self.manager.save(checkpoint_number=step))
-            except (OSError, tf.errors.OpError) as error:
-                for scratch in glob.glob(os.path.join(glob.escape(self.manager.directory),
-                                                      f"ckpt-{step}_temp*")):
-                    shutil.rmtree(scratch, ignore_errors=True)  # TensorFlow's half-written one
-                raise params_lib.UserError(
-                    f"cannot save the checkpoint of step {step} in {self.manager.directory} "
-                    f"({params_lib.first_line(error)[:200]}); free space or fix the folder, then "
-                    f"re-run to resume from {self.manager.latest_checkpoint or 'the start'}"
-                ) from None
-        else:  # every worker takes part in writing (as tf.distribute asks); the chief's is kept
-            with tempfile.TemporaryDirectory(prefix="worker-checkpoint-") as scratch:
-                self.checkpoint.write(os.path.join(scratch, "ckpt"))
-
-    def train(self, max_steps, seed):
-        """Trains to max_steps. SIGINT and SIGTERM end the run after the current step, which is
-        saved first (raises Stopped)."""
+    def train(self, max_steps, seed, log_every=50, checkpoint_every=1000, sample_every=5000):
+        """Trains to max_steps: a progress line and scalars every `log_every` steps, a
+        checkpoint and the validation loss every `checkpoint_every`, clips every
+        `sample_every`. SIGINT and SIGTERM end the run after the current step, which is saved
+        first (raises Stopped)."""
         signals = []
         handlers = {number: signal.signal(number, lambda received, _: signals.append(received))
                     for number in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self._train(max_steps, seed, signals)
+            self._train(max_steps, seed, signals, log_every, checkpoint_every, sample_every)
         finally:
             for number, handler in handlers.items():
                 signal.signal(number, handler)
 
-    def _train(self, max_steps, seed, signals):
+    def _train(self, max_steps, seed, signals, log_every, checkpoint_every, sample_every):
         start = self.restore()
         if start:
-            print(f"resuming from step {start} ({self.manager.latest_checkpoint})", flush=True)
+            print(f"resuming from step {start} ({self.checkpoints.latest})", flush=True)
         elif self.init_from:
             checkpoints.restore(self.init_from, ema=self.model)
             self.ema.set_weights(self.model.get_weights())
@@ -360,10 +288,9 @@ class Trainer:
             print(f"already at step {start} >= --max_steps={max_steps}; nothing to do")
             return
         if start == 0:
-            with self.writer.as_default(step=0):  # TensorBoard's HParams dashboard compares runs
-                hparams_api.hparams(dataclasses.asdict(self.params))
+            self.log.params(self.params)
         dataset = with_training_noise(
-            data.train_dataset(self.prepared, self.params, seed=seed + start), self.diffusion,
+            data.train_dataset(self.clip_cache, self.params, seed=seed + start), self.diffusion,
             seed, start)
         options = tf.data.Options()  # clips come from one cache file: shard batches, not files
         options.experimental_distribute.auto_shard_policy = (
@@ -385,92 +312,147 @@ class Trainer:
             elif not (math.isfinite(loss) and math.isfinite(norm)):
                 raise params_lib.UserError(
                     f"loss became {loss} (gradient norm {norm}) at step {step}; stopped without "
-                    f"saving, the last good checkpoint ({self.manager.latest_checkpoint}) is "
+                    f"saving, the last good checkpoint ({self.checkpoints.latest}) is "
                     "intact; lower --learning_rate or --gradient_clip and re-run to resume")
             self.step.assign(step)
             window_steps += 1
             last = step == max_steps
             # The first two steps are shown at once: the first (tracing included) says the run
             # has started, the second how long a step takes.
-            if step % FLAGS.log_every == 0 or last or step - start <= 2:
-                seconds = time.perf_counter() - window_start
-                steps_per_s = window_steps / seconds
-                with self.writer.as_default(step=step):
-                    tf.summary.scalar("train/loss", loss)
-                    tf.summary.scalar("train/gradient_norm", norm)
-                    tf.summary.scalar("train/learning_rate",
-                                      float(self.optimizer.learning_rate.numpy()))
-                    tf.summary.scalar("train/steps_per_s", steps_per_s)
-                    tf.summary.scalar("train/audio_seconds_per_s", steps_per_s * clip_seconds)
+            if step % log_every == 0 or last or step - start <= 2:
+                steps_per_s = window_steps / (time.perf_counter() - window_start)
+                self.log.scalars(step, {
+                    "train/loss": loss, "train/gradient_norm": norm,
+                    "train/learning_rate": float(self.optimizer.learning_rate.numpy()),
+                    "train/steps_per_s": steps_per_s,
+                    "train/audio_seconds_per_s": steps_per_s * clip_seconds})
                 eta = ("(tracing included)" if step == start + 1
                        else f"ETA {hours((max_steps - step) / steps_per_s)}")
                 print(f"step {step}/{max_steps}  loss {loss:.4f}  {steps_per_s:.2f} steps/s  "
                       f"{steps_per_s * clip_seconds:.1f} audio s/s  {1 / steps_per_s:.2f} s/step  "
                       f"{eta}", flush=True)
                 window_start, window_steps = time.perf_counter(), 0
-            if step % FLAGS.checkpoint_every == 0 or last:
-                self.save()
+            if step % checkpoint_every == 0 or last:
+                self.checkpoints.save(step)
                 val = self.val_loss()
                 if val is not None:
-                    with self.writer.as_default(step=step):
-                        tf.summary.scalar("val/loss", val)
-            if (step % FLAGS.sample_every == 0 or last) and self.is_chief:
-                self.write_samples(step, self.strategy.experimental_local_results(batch[0])[0])
-            self.writer.flush()
+                    self.log.scalars(step, {"val/loss": val})
+            if (step % sample_every == 0 or last) and self.is_chief:
+                real = self.strategy.experimental_local_results(batch[0])[0][:SAMPLES_SHOWN]
+                self.log.clips(step, {"generated": self.generated_clips(step), "real": real},
+                               self.params.sample_rate)
+            self.log.flush()
             if signals:
-                if step % FLAGS.checkpoint_every and not last:
-                    self.save()
-                raise Stopped(signals[0], step, self.manager.latest_checkpoint)
+                if step % checkpoint_every and not last:
+                    self.checkpoints.save(step)
+                raise Stopped(signals[0], step, self.checkpoints.latest)
 
 
-def main(_):
-    model_dir = FLAGS.model_dir
+# --- the command: flags in, checked arguments out ------------------------------------------
+
+def resolve_params(model_dir, init_from=None):
+    """Params for this run: params.json when resuming (else --init_from's), with the flags given
+    applied; UserError when they change the architecture or the diffusion of a saved model."""
+    preset = FLAGS.preset if FLAGS["preset"].present else None
+    saved_path = os.path.join(model_dir, "params.json")
+    if os.path.exists(saved_path):
+        return params_lib.resolve(preset, cli.params_overrides(),
+                                  params_lib.Params.load(saved_path), f"--model_dir={model_dir}",
+                                  "drop those flags to resume, or use a new --model_dir")
+    if init_from:
+        return params_lib.resolve(
+            preset, cli.params_overrides(), checkpoints.load_params(init_from),
+            f"--init_from={init_from}",
+            "drop those flags to fine-tune it, or train from scratch without --init_from")
+    return params_lib.resolve(preset, cli.params_overrides())
+
+
+def init_checkpoint(params, init_from):
+    """The checkpoint of --init_from whose EMA weights start a fine-tuning run (checked to load
+    into the network `params` describe), or None without --init_from."""
+    if not init_from:
+        return None
+    latest = checkpoints.latest_checkpoint(os.path.join(init_from, "checkpoints"))
+    if latest is None:
+        raise params_lib.UserError(f"--init_from={init_from} holds no checkpoint; give a "
+                                   "--model_dir that train.py wrote, or pretrained/NAME")
+    checkpoints.load_model(params, latest)  # refuses another architecture, NaN weights
+    return latest
+
+
+def check_checkpoint(params, checkpoint, model_dir):
+    """UserError unless `checkpoint` loads into the network `params` describe."""
     try:
-        # First: threads and a multi-worker cluster can only be set before TensorFlow runs an op.
-        runtime.configure_from_flags()
-        strategy = runtime.make_strategy(FLAGS.strategy)
-        for name in ("max_steps", "checkpoint_every", "log_every", "sample_every"):
-            if FLAGS[name].value <= 0:
-                raise params_lib.UserError(f"--{name} must be > 0 (got {FLAGS[name].value})")
-        if os.path.exists(model_dir) and not os.path.isdir(model_dir):
-            raise params_lib.UserError(f"--model_dir={model_dir} is a file; give a folder")
-        params = resolve_params(model_dir, FLAGS.init_from)
-        check_replicas(params, strategy)
-        if (FLAGS.precision == "mixed_float16" and params.dilation_cycle > 1
-                and not tf.config.list_logical_devices("GPU")):
-            raise params_lib.UserError(
-                "--precision=mixed_float16 needs a GPU here: TensorFlow's CPU kernels cannot "
-                "train dilated float16 convolutions; on CPU use --precision=mixed_bfloat16")
-        latest = checkpoints.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-        if latest:  # refuse a broken or foreign checkpoint before minutes of preprocessing
-            check_checkpoint(params, latest, model_dir)
-            if FLAGS.init_from:
-                print(f"--init_from ignored: --model_dir={model_dir} has checkpoints; resuming",
-                      flush=True)
-        init_from = None if latest else init_checkpoint(params, FLAGS.init_from)
-        chief = runtime.is_chief(strategy)
-        # One train.py per --model_dir; held from before preprocessing when the folder exists.
-        lock = checkpoints.lock_model_dir(model_dir) if chief and os.path.isdir(model_dir) \
-            else None
-        prepared = data.prepare(params, FLAGS.data_dir, FLAGS.cache_dir)
-        check_schedule(Diffusion.from_params(params), prepared.manifest["train_variance"])
-        keras.utils.set_random_seed(FLAGS.seed)
-        os.makedirs(model_dir, exist_ok=True)
-        lock = lock or (checkpoints.lock_model_dir(model_dir) if chief else None)
-        params.save(os.path.join(model_dir, "params.json"))
-        dilated_conv, said = runtime.dilated_conv_from_flags(training=True)
-        print("\n".join(filter(None, [KERNELS[1], said])), flush=True)
-        Trainer(params, prepared, model_dir, strategy, FLAGS.jit, dilated_conv,
-                FLAGS.recompute, init_from).train(
-            FLAGS.max_steps, FLAGS.seed)
-    except params_lib.UserError as error:
-        sys.exit(f"error: {error}")
+        checkpoints.load_model(params, checkpoint)
+    except params_lib.UserError:
+        if os.path.exists(os.path.join(model_dir, "params.json")):
+            raise
+        raise params_lib.UserError(
+            f"--model_dir={model_dir} holds checkpoints ({checkpoint}) but no params.json, and "
+            "they do not fit the network these flags describe; put its params.json back, or "
+            "give a new --model_dir") from None
+
+
+def check_schedule(diffusion, data_variance, allow_high_snr):
+    """UserError (a warning, below SNR_REFUSE) when the schedule's last step leaves the data
+    audible: the model would never see the pure noise that sampling starts from."""
+    snr = diffusion.terminal_snr(data_variance)
+    message = (f"the noise schedule leaves terminal SNR abar_T * var / (1 - abar_T) = "
+               f"{diffusion.alpha_bars64[-1]:.3f} * {data_variance:.4f} / "
+               f"{1 - diffusion.alpha_bars64[-1]:.3f} = {snr:.4f}: the model would never see "
+               "pure noise, yet sampling starts from it; raise --noise_steps or --beta_end, or "
+               "lower --target_rms")
+    if snr > SNR_REFUSE and not allow_high_snr:
+        raise params_lib.UserError(f"{message} (refused above {SNR_REFUSE}; "
+                                   "--allow_high_snr trains anyway)")
+    if snr > SNR_WARN:
+        logging.warning("%s (warning level %s)", message, SNR_WARN)
+
+
+def train():
+    model_dir = FLAGS.model_dir
+    # First: threads and a multi-worker cluster can only be set before TensorFlow runs an op.
+    cli.configure_runtime()
+    strategy = runtime.make_strategy(FLAGS.strategy)
+    cli.require_positive("max_steps", "checkpoint_every", "log_every", "sample_every")
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise params_lib.UserError(f"--model_dir={model_dir} is a file; give a folder")
+    params = resolve_params(model_dir, FLAGS.init_from)
+    check_replicas(params, strategy)
+    if (FLAGS.precision == "mixed_float16" and params.dilation_cycle > 1
+            and not tf.config.list_logical_devices("GPU")):
+        raise params_lib.UserError(
+            "--precision=mixed_float16 needs a GPU here: TensorFlow's CPU kernels cannot "
+            "train dilated float16 convolutions; on CPU use --precision=mixed_bfloat16")
+    latest = checkpoints.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    if latest:  # refuse a broken or foreign checkpoint before minutes of preprocessing
+        check_checkpoint(params, latest, model_dir)
+        if FLAGS.init_from:
+            print(f"--init_from ignored: --model_dir={model_dir} has checkpoints; resuming",
+                  flush=True)
+    init_from = None if latest else init_checkpoint(params, FLAGS.init_from)
+    chief = runtime.is_chief(strategy)
+    # One train.py per --model_dir: `lock`, an open file, holds it while this function runs;
+    # taken before preprocessing when the folder exists.
+    lock = checkpoints.lock_model_dir(model_dir) if chief and os.path.isdir(model_dir) else None
+    clip_cache = data.prepare(params, FLAGS.data_dir, FLAGS.cache_dir)
+    check_schedule(Diffusion.from_params(params), clip_cache.manifest["train_variance"],
+                   FLAGS.allow_high_snr)
+    keras.utils.set_random_seed(FLAGS.seed)
+    os.makedirs(model_dir, exist_ok=True)
+    lock = lock or (checkpoints.lock_model_dir(model_dir) if chief else None)  # noqa: F841
+    params.save(os.path.join(model_dir, "params.json"))
+    dilated_conv, said = cli.dilated_conv(training=True)
+    print("\n".join(filter(None, [KERNELS[1], said])), flush=True)
+    trainer = Trainer(params, clip_cache, model_dir, strategy, FLAGS.jit, dilated_conv,
+                      FLAGS.recompute, init_from)
+    try:
+        trainer.train(FLAGS.max_steps, FLAGS.seed, FLAGS.log_every, FLAGS.checkpoint_every,
+                      FLAGS.sample_every)
     except Stopped as stop:
         print(stop, file=sys.stderr)
         sys.exit(stop.exit_code)
-    except KeyboardInterrupt:
-        sys.exit("interrupted; re-run the same command to resume from the last checkpoint")
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=params_lib.parse_flags)
+    cli.run(train, "interrupted; re-run the same command to resume from the last checkpoint")

@@ -8,7 +8,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import data  # noqa: E402,F401  quiets TensorFlow's start-up logging
+import cli  # noqa: E402
+
+cli.quiet_tensorflow()
+
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.util import _pywrap_util_port  # noqa: E402
 

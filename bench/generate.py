@@ -32,9 +32,11 @@ from common import ROOT, machine, matmul_peak_gflops  # noqa: E402
 from absl import app, flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import cli  # noqa: E402
 import params as params_lib  # noqa: E402
 from diffusion import Diffusion, samplers  # noqa: E402
-from network import DiffWave, runtime  # noqa: E402
+from network import DiffWave  # noqa: E402
+from network.windowed import windowed_network  # noqa: E402
 
 flags.DEFINE_string("preset", "base", "Params preset of the timed network.")
 flags.DEFINE_float("seconds", 5.0, "Audio per timed run (>= 5 for the reported figures).")
@@ -42,13 +44,13 @@ flags.DEFINE_float("long_seconds", 600.0, "Clip length of the memory run.")
 flags.DEFINE_integer("window", 65536, "generate.py's --window.")
 flags.DEFINE_integer("forward_samples", 7350, "Samples of the one-evaluation timing.")
 flags.DEFINE_list("measure", ["forward", "fast6", "ddim50", "ddpm", "rss"], "What to measure.")
-runtime.define_flags(distribute=False)
+cli.define_runtime_flags(distribute=False)
 FLAGS = flags.FLAGS
 
 
 def forward_ms(network, samples, repeats=10):
     """Median milliseconds of one network evaluation on [1, samples, 1] after a warm-up."""
-    model = samplers.windowed_network(network, FLAGS.window, jit=FLAGS.jit)
+    model = windowed_network(network, FLAGS.window, jit=FLAGS.jit)
     audio, steps = tf.random.normal([1, samples, 1]), tf.constant([10.0])
     model(audio, steps).numpy()
     times = []
@@ -60,10 +62,10 @@ def forward_ms(network, samples, repeats=10):
 
 
 def real_time_factor(plan, network, samples, rate):
-    model = samplers.windowed_network(network, FLAGS.window, jit=FLAGS.jit)
-    samplers.run(plan[:1], model, [1, samples, 1], samplers.example_noise(0, 0))
+    model = windowed_network(network, FLAGS.window, jit=FLAGS.jit)
+    samplers.sample(plan[:1], model, [1, samples, 1], samplers.example_noise(0, 0))
     start = time.perf_counter()
-    samplers.run(plan, model, [1, samples, 1], samplers.example_noise(0, 0)).numpy()
+    samplers.sample(plan, model, [1, samples, 1], samplers.example_noise(0, 0)).numpy()
     return (time.perf_counter() - start) / (samples / rate)
 
 
@@ -84,9 +86,9 @@ def peak_rss_mb(params, network, seconds):
 
 
 def main(_):
-    runtime.configure_from_flags()
+    cli.configure_runtime()
     params = params_lib.preset(FLAGS.preset)
-    dilated_conv, said = runtime.dilated_conv_from_flags(training=False)
+    dilated_conv, said = cli.dilated_conv(training=False)
     print(KERNELS[1], said, sep="\n", file=sys.stderr)
     network = DiffWave(params, dilated_conv).build_for()
     diffusion = Diffusion.from_params(params)

@@ -19,6 +19,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+import cli  # noqa: E402
+
+cli.quiet_tensorflow()
+
 import data  # noqa: E402
 import params as params_lib  # noqa: E402
 

@@ -25,6 +25,7 @@ from data.audio_files import write_wav  # noqa: E402
 from data.synthetic import harmonic_tone  # noqa: E402
 from diffusion import Diffusion, samplers  # noqa: E402
 from network import checkpoints  # noqa: E402
+from network.windowed import windowed_network  # noqa: E402
 
 flags.DEFINE_integer("steps", 2000, "Training steps of the tiny model.")
 flags.DEFINE_integer("clips", 64, "Clips generated per sampler, and held-out tones per set.")
@@ -71,7 +72,7 @@ def main(_):
                               f"--budget_minutes={FLAGS.search_minutes}").splitlines()[-1])
     diffusion = Diffusion.from_params(params)
     network = checkpoints.load_model(params, checkpoints.find_checkpoint(model_dir, None))
-    model = samplers.windowed_network(network, 65536)
+    model = windowed_network(network, 65536)
     plans = {"ddpm": samplers.ddpm_plan(diffusion),
              "ddim50": samplers.ddim_plan(diffusion, min(50, diffusion.steps)),
              "fast6": samplers.fast_plan(diffusion),
@@ -83,8 +84,8 @@ def main(_):
     result["scores"]["held_out_tones"] = rounded_distances(
         evaluate.folder_features(folders["search"], params.sample_rate), reference)
     for name, plan in plans.items():
-        audio = samplers.run(plan, model, [FLAGS.clips, params.clip_samples, 1],
-                             samplers.example_noise(1, 0)).numpy()[..., 0]
+        audio = samplers.sample(plan, model, [FLAGS.clips, params.clip_samples, 1],
+                                samplers.example_noise(1, 0)).numpy()[..., 0]
         result["scores"][name] = rounded_distances(
             evaluate.clips_features(audio, params.sample_rate), reference)
     ddpm = result["scores"]["ddpm"]["frechet_mel"]

@@ -26,6 +26,7 @@ from common import machine, matmul_peak_gflops  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+import cli  # noqa: E402
 import params as params_lib  # noqa: E402
 from network import runtime  # noqa: E402
 
@@ -42,12 +43,12 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
-    runtime.configure_from_flags()
+    cli.configure_runtime()
     strategy = runtime.make_strategy(FLAGS.strategy)
     params = params_lib.preset(FLAGS.preset, batch_size=FLAGS.batch,
                                clip_samples=FLAGS.samples)
     with tempfile.TemporaryDirectory() as model_dir:
-        dilated_conv, said = runtime.dilated_conv_from_flags(training=True)
+        dilated_conv, said = cli.dilated_conv(training=True)
         print(KERNELS[1], said, sep="\n", file=sys.stderr)
         trainer = train.Trainer(params, None, model_dir, strategy, FLAGS.jit, dilated_conv,
                                 FLAGS.recompute)
@@ -84,4 +85,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=params_lib.parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

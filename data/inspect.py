@@ -7,28 +7,25 @@ Skipped files are listed with their reasons under `files_skipped`.
 """
 
 import json
-import sys
 
-from absl import app, flags
+from absl import flags
 
-import data
-import params as params_lib
+import cli
 
-data.define_flags()
-params_lib.define_flags()
-flags.adopt_module_key_flags(data)  # --help lists them too
-flags.adopt_module_key_flags(params_lib)
+cli.quiet_tensorflow()
+
+import data  # noqa: E402
+
+cli.define_data_flags()
+cli.define_params_flags()
+flags.adopt_module_key_flags(cli)  # --help lists them too
 FLAGS = flags.FLAGS
 
 
-def main(_):
-    try:
-        params = params_lib.from_flags(FLAGS)
-        prepared = data.prepare(params, FLAGS.data_dir, FLAGS.cache_dir)
-    except params_lib.UserError as error:
-        sys.exit(f"error: {error}")
-    print(json.dumps({**prepared.manifest, "cache": prepared.folder}, indent=2))
+def inspect():
+    clip_cache = data.prepare(cli.params_from_flags(), FLAGS.data_dir, FLAGS.cache_dir)
+    print(json.dumps({**clip_cache.manifest, "cache": clip_cache.folder}, indent=2))
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=params_lib.parse_flags)
+    cli.run(inspect, "interrupted; a half-built cache is removed on the next run")

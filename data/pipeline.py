@@ -30,7 +30,7 @@ class DataError(UserError):
 
 
 @dataclasses.dataclass(frozen=True)
-class PreparedData:
+class ClipCache:
     """A complete clip cache and what it holds."""
     folder: str
     manifest: dict
@@ -297,7 +297,6 @@ def _build(folder, source, files, sources, skipped, params):
         "val_files": counts["val"]["files"],
         "val_clips": counts["val"]["clips"],
         "validation": validation,
-        "train_mean": mean,
         "train_variance": counts["train"]["square_sum"] / train_values - mean ** 2,
         "params": _data_params(params, source),
     }
@@ -311,7 +310,7 @@ def prepare(params, data_dir=None, cache_dir=None):
     Bad files are skipped with one warning line each; they never stop the run.
 
     Returns:
-      PreparedData.
+      ClipCache.
     Raises:
       DataError: the folder is missing or holds no usable audio.
     """
@@ -327,7 +326,7 @@ def prepare(params, data_dir=None, cache_dir=None):
     if manifest is not None:
         _warn_skipped(manifest["files_skipped"])
         logging.info("using cached clips in %s", folder)
-        return PreparedData(folder, manifest)
+        return ClipCache(folder, manifest)
     _warn_skipped(skipped)
     if not sources:
         raise DataError(f"--data_dir={data_dir}: no usable audio ({len(skipped)} files, all "
@@ -335,33 +334,33 @@ def prepare(params, data_dir=None, cache_dir=None):
     try:
         os.makedirs(cache_dir, exist_ok=True)
         logging.info("preprocessing %d files from %s into %s", len(sources), source, folder)
-        return PreparedData(folder, _build(folder, source, files, sources, skipped, params))
+        return ClipCache(folder, _build(folder, source, files, sources, skipped, params))
     except OSError as error:  # the partial cache is already removed
         reason = error.strerror or first_line(error)[:200]
         raise DataError(f"--cache_dir={cache_dir}: cannot write the clip cache ({reason}); free "
                         "space or give a writable --cache_dir") from None
 
 
-def train_dataset(prepared, params, seed=0):
+def train_dataset(clip_cache, params, seed=0):
     """Endless shuffled training batches.
 
     Returns:
       tf.data.Dataset of float32 [batch_size, clip_samples, 1].
     """
-    clips = cache.clip_dataset(prepared.folder, "train", params.clip_samples)
+    clips = cache.clip_dataset(clip_cache.folder, "train", params.clip_samples)
     return (clips.shuffle(params.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
             .repeat()
             .batch(params.batch_size, drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE))
 
 
-def val_dataset(prepared, params, max_clips=VAL_CLIPS):
+def val_dataset(clip_cache, params, max_clips=VAL_CLIPS):
     """The validation clips, or at most `max_clips` of them spread evenly over the split (every
     k-th), in a fixed order: the same clips at every checkpoint, in bounded time.
 
     Returns:
       tf.data.Dataset of float32 [<= batch_size, clip_samples, 1].
     """
-    clips = cache.clip_dataset(prepared.folder, "val", params.clip_samples)
-    every = max(1, math.ceil(prepared.manifest["val_clips"] / max_clips))
+    clips = cache.clip_dataset(clip_cache.folder, "val", params.clip_samples)
+    every = max(1, math.ceil(clip_cache.manifest["val_clips"] / max_clips))
     return clips.shard(every, 0).batch(params.batch_size).prefetch(tf.data.AUTOTUNE)

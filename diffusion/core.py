@@ -91,7 +91,7 @@ class Diffusion:
         """values[t] shaped [batch, 1, ...] to broadcast against x."""
         return self._broadcast(tf.gather(values, t), x)
 
-    def draw(self, x0, seed):
+    def training_noise(self, x0, seed):
         """The randomness of one training batch from a stateless seed [2] (any int dtype).
 
         Returns (steps float32 [batch], eps shaped like x0): one uniform integer step t per
@@ -137,7 +137,7 @@ class Diffusion:
         Args:
           model: callable (x_t, steps float32 [batch]) -> predicted eps, shaped like x_t.
           x0: clean data [batch, ...].
-          steps, noise: float32 [batch] and eps shaped like x0, as `draw` returns them.
+          steps, noise: float32 [batch] and eps shaped like x0, as `training_noise` returns them.
         """
         x_t = self.q_sample(x0, steps, noise)
         return self.loss(noise, tf.cast(model(x_t, steps), noise.dtype))

@@ -1,13 +1,12 @@
 """Reverse-process samplers: ddpm, ddim and DiffWave's fast few-step sampler.
 
-A sampler is a plan, a list of `Step`s; `run` walks any plan from pure noise. Every update is
-a formula of `diffusion.core`, so sampling uses exactly the math that training used. The
+A sampler is a plan, a list of `Step`s; `sample` walks any plan from pure noise. Every update
+is a formula of `diffusion.core`, so sampling uses exactly the math that training used. The
 network is reached through `model(x_t, t)` (t float32 [batch], fractional for `fast`);
-`windowed` makes such a model that evaluates any length in overlapping windows.
+`network.windowed` makes such a model from a DiffWave, for any length.
 """
 
 import json
-import math
 import os
 from typing import Callable, NamedTuple
 
@@ -18,26 +17,28 @@ from diffusion.core import Diffusion
 from params import UserError
 
 SAMPLERS = ("fast", "ddim", "ddpm")
-VARIANCES = ("beta_tilde", "beta")
+POSTERIOR_VARIANCES = ("beta_tilde", "beta")
 FAST_SCHEDULE = (1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5)  # DiffWave's six-step inference betas
 
 
 class Step(NamedTuple):
     """One network call and the update after it.
 
-    model_step: the training step (float) the network is told.
-    schedule, index: the Diffusion the update runs on and the step index within it.
-    update: (x_t, index [batch], eps, noise) -> the less noisy x.
+    network_step: the noise level the network is told, as a (fractional) training step.
+    schedule, schedule_step: the Diffusion the update runs on and the step within it (for
+      `fast`, a step of its short inference schedule).
+    update: (x_t, schedule_step [batch], eps, noise) -> the less noisy x.
     """
-    model_step: float
+    network_step: float
     schedule: Diffusion
-    index: int
+    schedule_step: int
     update: Callable
 
 
-def ddpm_plan(diffusion, variance="beta_tilde"):
+def ddpm_plan(diffusion, posterior_variance="beta_tilde"):
     """Ancestral sampling over all T training steps; variance beta_tilde_t or beta_t."""
-    update = lambda x, t, eps, noise: diffusion.reverse_step(x, t, eps, noise, variance)  # noqa: E731
+    update = lambda x, t, eps, noise: diffusion.reverse_step(  # noqa: E731
+        x, t, eps, noise, posterior_variance)
     return [Step(float(t), diffusion, t, update) for t in reversed(range(diffusion.steps))]
 
 
@@ -57,7 +58,7 @@ def ddim_plan(diffusion, num_steps, eta=0.0):
     return plan
 
 
-def fast_plan(diffusion, betas=FAST_SCHEDULE, variance="beta_tilde"):
+def fast_plan(diffusion, betas=FAST_SCHEDULE, posterior_variance="beta_tilde"):
     """DiffWave's fast sampling (Kong et al. 2020, appendix B): ancestral steps on a short
     inference schedule `betas`, the network told the fractional training step of equal noise
     level."""
@@ -67,16 +68,18 @@ def fast_plan(diffusion, betas=FAST_SCHEDULE, variance="beta_tilde"):
         raise UserError(f"fast schedule {list(betas)}: every beta must lie in (0, 1)"
                         + (f"; {bad[0]} does not" if bad else ""))
     inference = Diffusion(betas)
-    model_steps = diffusion.fractional_steps(inference.alpha_bars64)
-    outside = np.flatnonzero(np.isnan(model_steps))
+    network_steps = diffusion.fractional_steps(inference.alpha_bars64)
+    outside = np.flatnonzero(np.isnan(network_steps))
     if outside.size:
         index = outside[0]
         raise UserError(
             f"fast schedule beta {betas[index]} (step {index + 1} of {len(betas)}) brings the "
             f"cumulative abar to {inference.alpha_bars64[index]:.4g}, outside the trained range "
             f"[{diffusion.alpha_bars64[-1]:.4g}, {diffusion.alpha_bars64[0]:.4g}]; change or drop it")
-    update = lambda x, s, eps, noise: inference.reverse_step(x, s, eps, noise, variance)  # noqa: E731
-    return [Step(float(model_steps[s]), inference, s, update) for s in reversed(range(len(betas)))]
+    update = lambda x, s, eps, noise: inference.reverse_step(  # noqa: E731
+        x, s, eps, noise, posterior_variance)
+    return [Step(float(network_steps[s]), inference, s, update)
+            for s in reversed(range(len(betas)))]
 
 
 def schedule_path(model_dir, steps):
@@ -118,8 +121,8 @@ def example_noise(seed, first_example):
     return noise
 
 
-def run(plan, model, shape, noise, clip_x0=False, on_step=None, corrector_steps=0,
-        corrector_snr=0.16):
+def sample(plan, model, shape, noise, clip_x0=False, on_step=None, corrector_steps=0,
+           corrector_snr=0.16):
     """Walks a plan from pure noise.
 
     Args:
@@ -137,13 +140,13 @@ def run(plan, model, shape, noise, clip_x0=False, on_step=None, corrector_steps=
     """
     x = noise(0, shape)
     for number, step in enumerate(plan, 1):
-        t = tf.fill([shape[0]], tf.constant(step.index, tf.int32))
-        model_steps = tf.fill([shape[0]], tf.constant(step.model_step, tf.float32))
+        t = tf.fill([shape[0]], tf.constant(step.schedule_step, tf.int32))
+        network_steps = tf.fill([shape[0]], tf.constant(step.network_step, tf.float32))
         for corrector in range(corrector_steps):
             stream = len(plan) + 1 + (number - 1) * corrector_steps + corrector
-            x = step.schedule.langevin_step(x, t, model(x, model_steps), noise(stream, shape),
+            x = step.schedule.langevin_step(x, t, model(x, network_steps), noise(stream, shape),
                                             corrector_snr)
-        eps = model(x, model_steps)
+        eps = model(x, network_steps)
         if clip_x0:
             eps = step.schedule.clip_x0(x, t, eps)
         x = step.update(x, t, eps, noise(number, shape))
@@ -152,47 +155,6 @@ def run(plan, model, shape, noise, clip_x0=False, on_step=None, corrector_steps=
     return x
 
 
-def ddpm(diffusion, model, shape, seed=0, variance="beta_tilde"):
-    return run(ddpm_plan(diffusion, variance), model, shape, batch_noise(seed))
-
-
 def ddim(diffusion, model, shape, num_steps, seed=0, eta=0.0):
-    return run(ddim_plan(diffusion, num_steps, eta), model, shape, batch_noise(seed))
-
-
-def windowed(model, window, halo, on_window=None):
-    """The model evaluated on overlapping windows of at most `window` + 2 `halo` samples.
-
-    A fully convolutional network's output at sample i depends only on inputs within its
-    receptive field, so with `halo` >= (receptive field - 1) / 2 each window's centre is
-    exactly what the whole signal would give, and memory stays bounded by the window size.
-
-    Args:
-      model: (audio [batch, time, 1], t [batch]) -> [batch, time, 1].
-      on_window: called after each window with (windows done, windows in all).
-    Returns:
-      the same kind of callable, for any time.
-    """
-    def evaluate(audio, steps):
-        length = int(audio.shape[1])
-        count = math.ceil(length / window)
-        pieces = []
-        for number, start in enumerate(range(0, length, window), 1):
-            end = min(start + window, length)
-            low, high = max(0, start - halo), min(length, end + halo)
-            pieces.append(model(audio[:, low:high], steps)[:, start - low:end - low])
-            if on_window:
-                on_window(number, count)
-        return tf.concat(pieces, axis=1)
-    return evaluate
-
-
-def windowed_network(network, window, on_window=None, jit=False):
-    """A DiffWave as the samplers' model(x_t, t), evaluated in windows of `window` samples with
-    the halo its receptive field needs; one traced graph serves every window length (XLA, with
-    `jit`, compiles one per shape)."""
-    @tf.function(input_signature=[tf.TensorSpec([None, None, 1]), tf.TensorSpec([None])],
-                 jit_compile=jit)
-    def model(audio, steps):
-        return network((audio, steps))
-    return windowed(model, window, (network.receptive_field - 1) // 2, on_window)
+    """`num_steps` of DDIM from pure noise of `shape` (one random stream from `seed`)."""
+    return sample(ddim_plan(diffusion, num_steps, eta), model, shape, batch_noise(seed))

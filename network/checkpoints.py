@@ -8,10 +8,13 @@ there is executed or unpickled.
 import fcntl
 import glob
 import os
+import shutil
+import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from google.protobuf import message
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
@@ -209,3 +212,48 @@ def _saved_shapes(reader, graph, role):
     return sorted(tuple(shapes[attribute.checkpoint_key]) for node in seen
                   for attribute in graph.nodes[node].attributes
                   if attribute.name == "VARIABLE_VALUE")
+
+
+class RunCheckpoints:
+    """The checkpoints of one training run in `folder`: tf.train.CheckpointManager (keeps the
+    last 3) over `objects` (e.g. model=, ema=, optimizer=, step=), with a broken index repaired
+    first and failed writes reported as UserError. Only the chief (`is_chief`) keeps what it
+    writes; the other workers of a cluster take part in each save (as tf.distribute asks) and
+    discard theirs."""
+
+    def __init__(self, folder, is_chief=True, **objects):
+        self.objects, self.is_chief = objects, is_chief
+        self.checkpoint = tf.train.Checkpoint(**objects)
+        repaired = repair_index(folder) if is_chief else None
+        if repaired:
+            logging.warning(repaired)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, folder, max_to_keep=3)
+
+    @property
+    def latest(self):
+        return self.manager.latest_checkpoint
+
+    def restore_latest(self):
+        """Loads the latest checkpoint into the objects; False when there is none."""
+        if self.latest is None:
+            return False
+        restore(self.latest, **self.objects)
+        return True
+
+    def save(self, step):
+        """Writes the checkpoint of `step`; UserError (the previous ones intact) when it cannot
+        be written: TensorFlow writes it under a temporary name and renames it."""
+        if not self.is_chief:
+            with tempfile.TemporaryDirectory(prefix="worker-checkpoint-") as scratch:
+                self.checkpoint.write(os.path.join(scratch, "ckpt"))
+            return
+        try:
+            logging.info("saved %s", self.manager.save(checkpoint_number=step))
+        except (OSError, tf.errors.OpError) as error:
+            for scratch in glob.glob(os.path.join(glob.escape(self.manager.directory),
+                                                  f"ckpt-{step}_temp*")):
+                shutil.rmtree(scratch, ignore_errors=True)  # TensorFlow's half-written one
+            raise UserError(
+                f"cannot save the checkpoint of step {step} in {self.manager.directory} "
+                f"({first_line(error)[:200]}); free space or fix the folder, then re-run to "
+                f"resume from {self.latest or 'the start'}") from None

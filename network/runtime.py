@@ -1,7 +1,7 @@
 """How the network runs on this machine: threads, precision, tf.distribute strategy.
 
 `configure` must run before TensorFlow executes its first op (threads and a multi-worker
-cluster can only be set then), so train.py and generate.py call it first thing in main.
+cluster can only be set then), so the commands call it first thing in main.
 """
 
 import json
@@ -9,42 +9,12 @@ import os
 
 import keras
 import tensorflow as tf
-from absl import flags, logging
+from absl import logging
 
-from network.diffwave import DILATED_CONVS, resolve_dilated_conv
-from network.kernels import KERNELS, PRECISIONS, cpu_info
+from network.kernels import cpu_info
 from params import UserError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
-
-
-def define_flags(distribute):
-    """Thread, precision and XLA flags; `--strategy` too when `distribute`."""
-    flags.DEFINE_enum("precision", "float32", PRECISIONS,
-                      "Compute dtype of the network: float32, or Keras mixed precision "
-                      "(float32 weights; mixed_float16 adds loss scaling). The diffusion math, "
-                      "schedule and loss stay float32. mixed_bfloat16 trains ~1.7x faster on "
-                      "CPUs with AMX (Xeon 4th gen+); mixed_float16 is for GPUs.")
-    flags.DEFINE_integer("intra_op_threads", 0, "Threads inside one op (a convolution); 0 lets "
-                         "TensorFlow use every core, the fastest setting measured on CPU.")
-    flags.DEFINE_integer("inter_op_threads", 0, "Ops run side by side; 0 lets TensorFlow "
-                         "choose.")
-    flags.DEFINE_enum("dilated_conv", "auto", ("auto",) + DILATED_CONVS,
-                      "How dilated convolutions run: direct (tf.nn.conv1d with dilations; "
-                      "trains only where oneDNN or a GPU is on), folded (time folded so that "
-                      "an undilated convolution does the same; trains on every CPU), or auto: "
-                      "direct where it can train and for generation, else folded.")
-    flags.DEFINE_enum("kernels", "auto", KERNELS,
-                      "CPU kernels: onednn, stock (TensorFlow's own), or auto: whichever ran "
-                      "this job faster on this CPU, measured once and remembered in the cache "
-                      "folder (network/kernels.py). Overrides TF_ENABLE_ONEDNN_OPTS.")
-    flags.DEFINE_boolean("jit", False, "Compile the network with XLA (slower than the fused "
-                         "oneDNN kernels on CPU; try it on GPU).")
-    if distribute:
-        flags.DEFINE_enum("strategy", "default", STRATEGIES,
-                          "tf.distribute strategy: default (one device), mirrored (every local "
-                          "GPU, else every logical CPU device), multiworker (several machines, "
-                          "described by the TF_CONFIG environment variable; see README).")
 
 
 def configure(precision="float32", intra_op_threads=0, inter_op_threads=0):
@@ -74,19 +44,6 @@ def precision_warning(precision):
 def has_bfloat16_hardware():
     """Whether this CPU computes bfloat16 natively (AVX512_BF16 or AMX)."""
     return bool({"avx512_bf16", "amx_bf16"} & cpu_info()["flags"])
-
-
-def dilated_conv_from_flags(training):
-    """resolve_dilated_conv for --dilated_conv and --jit: (dilated_conv, a line saying which
-    runs and why, for the command to print once its input has been checked)."""
-    dilated_conv, reason = resolve_dilated_conv(flags.FLAGS.dilated_conv, training,
-                                                flags.FLAGS.jit)
-    return dilated_conv, (f"dilated convolutions: {dilated_conv} ({reason}; --dilated_conv "
-                          "overrides)")
-
-
-def configure_from_flags():
-    configure(flags.FLAGS.precision, flags.FLAGS.intra_op_threads, flags.FLAGS.inter_op_threads)
 
 
 def make_strategy(name):

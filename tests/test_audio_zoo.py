@@ -82,8 +82,8 @@ def zoo(tmp_path_factory):
 def test_each_file_is_decoded_or_skipped_with_one_warning(zoo, tiny_params, cache_dir, caplog):
     folder, decodable, skipped = zoo
     params = dataclasses.replace(tiny_params, val_fraction=0.0)
-    prepared = data.prepare(params, str(folder), cache_dir)
-    manifest = prepared.manifest
+    clip_cache = data.prepare(params, str(folder), cache_dir)
+    manifest = clip_cache.manifest
     assert manifest["files_found"] == len(decodable) + len(skipped)
     assert manifest["files_used"] == len(decodable)
     reasons = {os.path.basename(item["path"]): item["reason"]
@@ -97,7 +97,7 @@ def test_each_file_is_decoded_or_skipped_with_one_warning(zoo, tiny_params, cach
     # files' too, before they are dropped; MP3 adds up to ~0.1 s of encoder padding.
     assert manifest["input_seconds"] == pytest.approx(sum(decodable.values()) + 1.05, abs=0.15)
 
-    clips = np.stack(list(cache.clip_dataset(prepared.folder, "train", params.clip_samples)
+    clips = np.stack(list(cache.clip_dataset(clip_cache.folder, "train", params.clip_samples)
                           .as_numpy_iterator()))[..., 0]
     assert np.isfinite(clips).all()
     # Values: every clip is the 300 Hz tone at the target loudness.
@@ -106,7 +106,7 @@ def test_each_file_is_decoded_or_skipped_with_one_warning(zoo, tiny_params, cach
     assert np.abs(peaks - FREQUENCY).max() < 2 * params.sample_rate / clips.shape[1]
     assert np.sqrt((clips ** 2).mean(axis=1)) == pytest.approx(0.1, rel=0.1)
 
-    batch = next(iter(data.train_dataset(prepared, params)))
+    batch = next(iter(data.train_dataset(clip_cache, params)))
     assert batch.shape == (params.batch_size, params.clip_samples, 1)
     assert np.isfinite(batch.numpy()).all()
 

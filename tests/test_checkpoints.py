@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import params as params_lib
 from network import DiffWave, checkpoints
 from params import UserError
 

@@ -49,7 +49,7 @@ def test_q_sample_works_for_audio_and_points(diffusion):
 
 
 def test_steps_are_drawn_per_example(diffusion):
-    steps = diffusion.draw(tf.zeros([4096, 1]), [3, 4])[0].numpy().astype(int)
+    steps = diffusion.training_noise(tf.zeros([4096, 1]), [3, 4])[0].numpy().astype(int)
     assert len(np.unique(steps)) > 190 and steps.min() >= 0 and steps.max() < 200
     counts = np.bincount(steps, minlength=200)
     assert counts.max() < 3 * counts.mean()
@@ -78,6 +78,32 @@ def test_posterior_matches_float64_reference(diffusion):
     np.testing.assert_allclose(diffusion.predict_x0(tf.constant(x_t, tf.float32), tf.constant(t),
                                                     tf.constant(eps, tf.float32)).numpy(),
                                x0, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_ddim_step_matches_float64_reference(diffusion, eta):
+    """Song et al. 2021, eq. 12, in float64: x_prev = sqrt(abar_prev) x0_pred
+    + sqrt(1 - abar_prev - sigma^2) eps + sigma z, with sigma = eta sqrt((1 - abar_prev) /
+    (1 - abar_t)) sqrt(1 - abar_t / abar_prev) and abar_prev = 1 for the clean signal (-1)."""
+    rng = np.random.default_rng(1)
+    t, t_previous = np.array([5, 50, 120, 199, 3]), np.array([2, 49, 60, 150, -1])
+    x_t, eps, z = rng.normal(size=(3, 5, 32))
+    alpha_bars = diffusion.alpha_bars64
+    alpha_bar = alpha_bars[t][:, None]
+    previous = np.where(t_previous >= 0, alpha_bars[np.maximum(t_previous, 0)], 1.0)[:, None]
+    x0 = (x_t - np.sqrt(1 - alpha_bar) * eps) / np.sqrt(alpha_bar)
+    sigma = eta * np.sqrt((1 - previous) / (1 - alpha_bar) * (1 - alpha_bar / previous))
+    expected = np.sqrt(previous) * x0 + np.sqrt(1 - previous - sigma ** 2) * eps + sigma * z
+    as32 = lambda values: tf.constant(values, tf.float32)  # noqa: E731
+    ours = diffusion.ddim_step(as32(x_t), tf.constant(t), tf.constant(t_previous), as32(eps),
+                               as32(z), eta).numpy()
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4)
+    if eta == 1.0:  # one step back at eta 1 is the ancestral step (Song et al., section 4.1)
+        consecutive = tf.constant([5, 50, 120, 199, 1])
+        ancestral = diffusion.reverse_step(as32(x_t), consecutive, as32(eps), as32(z)).numpy()
+        ddim = diffusion.ddim_step(as32(x_t), consecutive, consecutive - 1, as32(eps), as32(z),
+                                   eta).numpy()
+        np.testing.assert_allclose(ddim, ancestral, rtol=1e-4, atol=1e-4)
 
 
 def test_last_reverse_step_adds_no_noise(diffusion):
@@ -138,7 +164,7 @@ def train_swiss_roll(conditioning):
     @tf.function
     def train_step(batch, seed):
         with tf.GradientTape() as tape:
-            loss = diffusion.training_loss(model, batch, *diffusion.draw(batch, seed))
+            loss = diffusion.training_loss(model, batch, *diffusion.training_noise(batch, seed))
         optimizer.apply(tape.gradient(loss, model.trainable_variables),
                         model.trainable_variables)
         return loss
@@ -184,7 +210,7 @@ def test_swiss_roll_trains_and_every_sampler_lands_close_to_the_data(request, co
         # 8.4x, 6.6x and 6.3x for step conditioning with the interpolated step embedding: the
         # continuum of levels is a harder task for this small denoiser, not a better one.
         factor = min(factor, 3.5)
-    samples = samplers.run(make_plan(diffusion), model, [2000, 2], samplers.batch_noise(3))
+    samples = samplers.sample(make_plan(diffusion), model, [2000, 2], samplers.batch_noise(3))
     samples = samples.numpy()
     reference = swiss_roll(2000, 1)
     gaussian = np.random.default_rng(2).normal(size=(2000, 2)).astype(np.float32)
@@ -200,8 +226,8 @@ def test_langevin_correctors_do_not_make_the_swiss_roll_worse(swiss_roll_denoise
     reference = swiss_roll(2000, 1)
     distances = {}
     for corrector_steps in (0, 1):
-        samples = samplers.run(plan, model, [2000, 2], samplers.batch_noise(3),
-                               corrector_steps=corrector_steps).numpy()
+        samples = samplers.sample(plan, model, [2000, 2], samplers.batch_noise(3),
+                                  corrector_steps=corrector_steps).numpy()
         assert np.isfinite(samples).all()
         distances[corrector_steps] = sliced_wasserstein(samples, reference)
     assert distances[1] <= 1.05 * distances[0]
@@ -221,7 +247,7 @@ def test_langevin_step_matches_its_closed_form(diffusion):
 
 def test_continuous_conditioning_draws_levels_between_neighbouring_steps():
     diffusion = Diffusion(beta_schedule("linear", 50, 1e-4, 0.05), conditioning="continuous")
-    steps = diffusion.draw(tf.zeros([20000, 1]), [1, 2])[0].numpy()
+    steps = diffusion.training_noise(tf.zeros([20000, 1]), [1, 2])[0].numpy()
     assert steps.min() > -1 and steps.max() <= 49
     fractions = steps - np.floor(steps)
     assert 0.45 < fractions.mean() < 0.55 and len(np.unique(np.round(fractions, 3))) > 900

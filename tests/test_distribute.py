@@ -20,15 +20,14 @@ from test_cli import run
 ON_LOGICAL_CPUS = """
 import sys
 sys.path.insert(0, {root!r})
-import data
+import cli
+cli.quiet_tensorflow()
 import tensorflow as tf
 tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices("CPU")[0],
     [tf.config.LogicalDeviceConfiguration()] * int(sys.argv[1]))
-from absl import app
-import params
 import train
-app.run(train.main, argv=["train.py"] + sys.argv[2:], flags_parser=params.parse_flags)
+cli.run(train.train, "interrupted", argv=["train.py"] + sys.argv[2:])
 """
 
 

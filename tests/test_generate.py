@@ -47,11 +47,44 @@ def test_writes_clips_of_exact_length_and_repeats_byte_for_byte(model_dir, tmp_p
     assert not np.array_equal(read_all(other_seed)[0][0], read_all(first)[0][0])
 
 
-def test_clip_does_not_depend_on_batching_or_windowing(model_dir, tmp_path):
-    alone = written(generate(model_dir, tmp_path / "alone", "--samples=3000", "--num_samples=2"))
-    together = written(generate(model_dir, tmp_path / "together", "--samples=3000",
+@pytest.fixture(scope="module")
+def untrained_model_dir(tmp_path_factory):
+    """A tiny model dir whose EMA weights are random (the output layer too, so the network's
+    output is far from zero and any windowing error shows) and whose raw weights are NaN."""
+    import tensorflow as tf
+
+    import params as params_lib
+    from network import DiffWave
+
+    model_dir = tmp_path_factory.mktemp("untrained")
+    params = params_lib.preset("tiny")
+    params.save(str(model_dir / "params.json"))
+    tf.random.set_seed(0)
+    model, ema = DiffWave(params).build_for(), DiffWave(params).build_for()
+    kernel, bias = ema.output_projection.get_weights()
+    ema.output_projection.set_weights([np.random.default_rng(0).normal(0, 0.3, kernel.shape),
+                                       bias])
+    for weight in model.weights:
+        weight.assign(tf.fill(weight.shape, float("nan")))
+    tf.train.Checkpoint(model=model, ema=ema).save(str(model_dir / "checkpoints" / "ckpt"))
+    return model_dir
+
+
+def test_generation_uses_the_ema_weights_unless_told_not_to(untrained_model_dir, tmp_path):
+    [(audio, _)] = read_all(written(generate(untrained_model_dir, tmp_path / "ema",
+                                             "--samples=500")))
+    assert np.isfinite(audio).all() and np.abs(audio).max() > 0
+    raw = generate(untrained_model_dir, tmp_path / "raw", "--samples=500", "--no_ema")
+    assert raw.returncode != 0 and "holds NaN or infinite weights" in raw.stderr
+
+
+def test_clip_does_not_depend_on_batching_or_windowing(untrained_model_dir, tmp_path):
+    alone = written(generate(untrained_model_dir, tmp_path / "alone", "--samples=3000",
+                             "--num_samples=2"))
+    together = written(generate(untrained_model_dir, tmp_path / "together", "--samples=3000",
                                 "--num_samples=2", "--batch_size=2", "--window=700"))
     for (one, _), (other, _) in zip(read_all(alone), read_all(together)):
+        assert np.mean(np.abs(one) < 0.99) > 0.3  # most of it unclipped: a difference shows
         np.testing.assert_allclose(one, other, atol=2 / 32768)  # one 16-bit step of rounding
 
 

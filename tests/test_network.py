@@ -41,10 +41,19 @@ def test_receptive_field_matches_impulse_response(tiny):
     assert influence.min() == 100 - model.receptive_field // 2
 
 
-def test_parameter_count_grows_with_channels(tiny):
-    small = DiffWave(tiny).build_for().count_params()
-    wider = DiffWave(params_lib.preset("tiny", residual_channels=32)).build_for().count_params()
-    assert wider > 2 * small
+@pytest.mark.parametrize("changes", [{}, {"residual_channels": 24}, {"residual_layers": 4},
+                                     {"embedding_channels": 32}])
+def test_parameter_count_is_the_papers_architecture(tiny, changes):
+    """Counted from the paper's description: a 128-sinusoid step embedding through two Dense
+    layers of E; a 1x1 input conv to C; per layer a Dense E -> C step projection, tanh and
+    sigmoid convs C -> C of kernel 3, residual and skip 1x1 convs C -> C; a 1x1 skip conv and a
+    1x1 output conv to 1 channel. Every weight has a bias."""
+    params = params_lib.preset("tiny", **changes)
+    c, e, layers = params.residual_channels, params.embedding_channels, params.residual_layers
+    embedding = (128 * e + e) + (e * e + e)
+    per_layer = (e * c + c) + 2 * (3 * c * c + c) + 2 * (c * c + c)
+    expected = embedding + (c + c) + layers * per_layer + (c * c + c) + (c + 1)
+    assert DiffWave(params).build_for().count_params() == expected
 
 
 def test_residual_layer_matches_a_numpy_reference():

@@ -5,7 +5,10 @@ import os
 import pytest
 from absl import flags
 
+import cli
 import params as params_lib
+from data.cache import cache_key
+from data.pipeline import SYNTHETIC_SOURCE, _data_params
 from params import Params, UserError
 
 
@@ -63,18 +66,43 @@ def test_unknown_preset():
 
 def test_flags_override_preset_fields():
     flag_values = flags.FlagValues()
-    params_lib.define_flags(flag_values)
+    cli.define_params_flags(flag_values)
     flag_values(["prog", "--preset=tiny", "--clip_samples=4096", "--target_rms=0.05"])
-    params = params_lib.from_flags(flag_values)
+    params = cli.params_from_flags(flag_values)
     assert params == dataclasses.replace(params_lib.PRESETS["tiny"], clip_samples=4096,
                                          target_rms=0.05)
 
 
-def test_every_field_has_a_group():
-    groups = {field.metadata["group"] for field in dataclasses.fields(Params)}
-    assert groups == {"data", "model", "diffusion", "train"}
-    assert "clip_samples" in params_lib.preset("tiny").group("data")
-    assert "batch_size" not in params_lib.preset("tiny").group("data")
+# A valid value other than the tiny preset's, for fields where +1 or x0.5 would not be.
+OTHER_VALUES = {"input_rate": 44100, "decimation": 2, "beta_schedule": "cosine", "loss": "l1",
+                "noise_conditioning": "continuous"}
+
+
+def other_value(name, value):
+    if name in OTHER_VALUES:
+        return OTHER_VALUES[name]
+    return value + 1 if isinstance(value, int) else value * 0.5
+
+
+@pytest.mark.parametrize("name", [field.name for field in dataclasses.fields(Params)])
+def test_each_fields_group_decides_what_changing_it_does(name):
+    """data: keys the clip cache; model and diffusion: a saved model refuses the change;
+    train: a resumed run takes it."""
+    tiny = params_lib.preset("tiny")
+    group = next(f.metadata["group"] for f in dataclasses.fields(Params) if f.name == name)
+    assert group in ("data", "model", "diffusion", "train")
+    changed = dataclasses.replace(tiny, **{name: other_value(name, getattr(tiny, name))})
+    keys = [cache_key(SYNTHETIC_SOURCE, [], _data_params(params, SYNTHETIC_SOURCE))
+            for params in (tiny, changed)]
+    assert (keys[0] != keys[1]) == (group == "data")
+    resume = lambda: params_lib.resolve(  # noqa: E731
+        None, {name: getattr(changed, name)}, tiny, "--model_dir=runs/x", "use a new one")
+    if group in ("model", "diffusion"):
+        with pytest.raises(UserError, match=f"--model_dir=runs/x holds a model with other "
+                                            f"architecture/diffusion params \\({name} "):
+            resume()
+    else:
+        assert resume() == changed
 
 
 def test_params_json_from_before_noise_conditioning_loads_as_step(tmp_path):

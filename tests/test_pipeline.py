@@ -12,9 +12,9 @@ from data import pipeline
 RATE = 22050
 
 
-def _clips(prepared, params, split="train"):
+def _clips(clip_cache, params, split="train"):
     from data import cache
-    dataset = cache.clip_dataset(prepared.folder, split, params.clip_samples)
+    dataset = cache.clip_dataset(clip_cache.folder, split, params.clip_samples)
     return np.stack(list(dataset.as_numpy_iterator()))[..., 0]
 
 
@@ -33,9 +33,9 @@ def test_mixed_folder_uses_good_files_and_skips_bad_ones(tmp_path, tiny_params, 
     nan[10] = np.nan
     write_audio(str(folder / "jazz/nan.wav"), nan, RATE, subtype="FLOAT")
 
-    prepared = data.prepare(dataclasses.replace(tiny_params, val_fraction=0.0),
+    clip_cache = data.prepare(dataclasses.replace(tiny_params, val_fraction=0.0),
                             str(folder), cache_dir)
-    manifest = prepared.manifest
+    manifest = clip_cache.manifest
     assert manifest["files_found"] == 7 and manifest["files_used"] == 2
     reasons = {os.path.basename(item["path"]): item["reason"]
                for item in manifest["files_skipped"]}
@@ -47,7 +47,7 @@ def test_mixed_folder_uses_good_files_and_skips_bad_ones(tmp_path, tiny_params, 
         assert sum(name in record.getMessage() for record in caplog.records) == 1
     # 2 s at 7350 Hz = 14700 samples = 14 clips of 1024 per file.
     assert manifest["clips"] == manifest["train_clips"] == 28
-    clips = _clips(prepared, tiny_params)
+    clips = _clips(clip_cache, tiny_params)
     assert clips.shape == (28, 1024) and np.isfinite(clips).all()
 
 
@@ -57,8 +57,8 @@ def test_in_graph_and_soundfile_decoding_agree(tmp_path, tiny_params, cache_dir)
     results = []
     for name in ("a.wav", "a.flac"):  # both 16-bit: only the decoder differs
         write_audio(str(tmp_path / name[2:] / name), audio, RATE)
-        prepared = data.prepare(tiny_params, str(tmp_path / name[2:]), cache_dir)
-        results.append(_clips(prepared, tiny_params))
+        clip_cache = data.prepare(tiny_params, str(tmp_path / name[2:]), cache_dir)
+        results.append(_clips(clip_cache, tiny_params))
     np.testing.assert_allclose(results[0], results[1], atol=1e-6)
 
 
@@ -67,10 +67,10 @@ def test_normalisation_gives_each_file_the_target_rms(tmp_path, tiny_params, cac
                                       tone(1, RATE, amplitude=0.4)])
     write_audio(str(tmp_path / "a.wav"), quiet_then_loud, RATE)
     params = dataclasses.replace(tiny_params, val_fraction=0.0)
-    prepared = data.prepare(params, str(tmp_path), cache_dir)
-    clips = _clips(prepared, params)
+    clip_cache = data.prepare(params, str(tmp_path), cache_dir)
+    clips = _clips(clip_cache, params)
     assert np.sqrt(np.mean(clips ** 2)) == pytest.approx(params.target_rms, rel=1e-3)
-    assert prepared.manifest["train_variance"] == pytest.approx(params.target_rms ** 2, rel=1e-2)
+    assert clip_cache.manifest["train_variance"] == pytest.approx(params.target_rms ** 2, rel=1e-2)
     # One gain for the whole file: the quiet half stays 8x quieter than the loud half.
     rms = np.sqrt(np.mean(clips ** 2, axis=1))
     assert rms[-1] / rms[0] == pytest.approx(8.0, rel=0.02)
@@ -153,24 +153,24 @@ def test_missing_folder_is_a_clear_error(tmp_path, tiny_params, cache_dir):
 
 
 def test_built_in_tones_feed_batches(tiny_params, cache_dir):
-    prepared = data.prepare(tiny_params, None, cache_dir)
-    manifest = prepared.manifest
+    clip_cache = data.prepare(tiny_params, None, cache_dir)
+    manifest = clip_cache.manifest
     assert manifest["files_used"] == tiny_params.synthetic_tones
     assert manifest["train_variance"] == pytest.approx(tiny_params.target_rms ** 2, rel=0.01)
-    batches = data.train_dataset(prepared, tiny_params, seed=1).take(8)
+    batches = data.train_dataset(clip_cache, tiny_params, seed=1).take(8)
     for batch in batches:
         assert batch.shape == (tiny_params.batch_size, tiny_params.clip_samples, 1)
         assert np.isfinite(batch.numpy()).all()
-    val = [b.numpy() for b in data.val_dataset(prepared, tiny_params)]
+    val = [b.numpy() for b in data.val_dataset(clip_cache, tiny_params)]
     assert sum(len(b) for b in val) == manifest["val_clips"] > 0
 
 
 def test_training_batches_are_shuffled_by_seed(tiny_params, cache_dir):
-    prepared = data.prepare(tiny_params, None, cache_dir)
+    clip_cache = data.prepare(tiny_params, None, cache_dir)
 
     def first_batches(seed):
         return np.concatenate([b.numpy() for b in
-                               data.train_dataset(prepared, tiny_params, seed=seed).take(3)])
+                               data.train_dataset(clip_cache, tiny_params, seed=seed).take(3)])
 
     np.testing.assert_array_equal(first_batches(3), first_batches(3))
     assert not np.array_equal(first_batches(3), first_batches(4))
@@ -255,15 +255,15 @@ def test_a_long_file_read_in_pieces_gives_the_clips_of_the_whole_file(
 
 def test_validation_is_a_fixed_subset_spread_over_the_split(tiny_params, cache_dir):
     tiny_params = dataclasses.replace(tiny_params, val_fraction=0.6)
-    prepared = data.prepare(tiny_params, None, cache_dir)
-    every = _clips(prepared, tiny_params, "val")
+    clip_cache = data.prepare(tiny_params, None, cache_dir)
+    every = _clips(clip_cache, tiny_params, "val")
     assert len(every) > 10
-    subset = np.concatenate([b.numpy()[..., 0] for b in data.val_dataset(prepared, tiny_params,
+    subset = np.concatenate([b.numpy()[..., 0] for b in data.val_dataset(clip_cache, tiny_params,
                                                                           max_clips=5)])
     step = -(-len(every) // 5)
     assert len(subset) <= 5
     np.testing.assert_array_equal(subset, every[::step])  # spread, from the last files too
-    again = np.concatenate([b.numpy()[..., 0] for b in data.val_dataset(prepared, tiny_params,
+    again = np.concatenate([b.numpy()[..., 0] for b in data.val_dataset(clip_cache, tiny_params,
                                                                          max_clips=5)])
     np.testing.assert_array_equal(subset, again)
 

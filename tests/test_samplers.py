@@ -8,6 +8,7 @@ import params as params_lib
 from diffusion import Diffusion, beta_schedule, samplers
 from network import DiffWave
 from network.diffwave import step_sinusoids
+from network.windowed import windowed, windowed_network
 from params import UserError
 
 
@@ -47,7 +48,7 @@ def test_fractional_steps_match_noise_levels(diffusion):
 
 @pytest.mark.parametrize("preset", ["tiny", "base", "large"])
 def test_default_fast_schedule_fits_every_preset(preset):
-    steps = [step.model_step for step in
+    steps = [step.network_step for step in
              samplers.fast_plan(Diffusion.from_params(params_lib.preset(preset)))]
     assert len(steps) == len(samplers.FAST_SCHEDULE)
     assert steps[-1] == pytest.approx(0) and np.all(np.diff(steps) < 0)  # noisiest first
@@ -62,16 +63,16 @@ def test_fast_schedule_outside_training_range_names_the_beta(diffusion):
 
 def test_fast_on_the_training_schedule_is_ddpm(diffusion):
     shape = [3, 40, 1]
-    fast = samplers.run(samplers.fast_plan(diffusion, diffusion.betas64), random_model(), shape,
-                        samplers.batch_noise(5))
-    ddpm = samplers.run(samplers.ddpm_plan(diffusion), random_model(), shape,
-                        samplers.batch_noise(5))
+    fast = samplers.sample(samplers.fast_plan(diffusion, diffusion.betas64), random_model(),
+                           shape, samplers.batch_noise(5))
+    ddpm = samplers.sample(samplers.ddpm_plan(diffusion), random_model(), shape,
+                           samplers.batch_noise(5))
     np.testing.assert_allclose(fast.numpy(), ddpm.numpy(), atol=1e-5)
 
 
 def test_ddim_step_count_is_checked(diffusion):
     assert len(samplers.ddim_plan(diffusion, 50)) == 50
-    assert [step.index for step in samplers.ddim_plan(diffusion, 3)] == [49, 24, 0]
+    assert [step.schedule_step for step in samplers.ddim_plan(diffusion, 3)] == [49, 24, 0]
     for bad in (0, 51):
         with pytest.raises(UserError, match=f"--steps={bad}: ddim needs 1 to 50"):
             samplers.ddim_plan(diffusion, bad)
@@ -84,10 +85,10 @@ def test_ddim_eta_zero_is_deterministic_given_x_T(diffusion):
     def noise(seed):
         return lambda index, shape: x_T if index == 0 else tf.random.stateless_normal(
             shape, [seed, index])
-    a, b = (samplers.run(plan, random_model(), [2, 16], noise(seed)) for seed in (1, 2))
+    a, b = (samplers.sample(plan, random_model(), [2, 16], noise(seed)) for seed in (1, 2))
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
     stochastic = samplers.ddim_plan(diffusion, 10, eta=1.0)
-    c, d = (samplers.run(stochastic, random_model(), [2, 16], noise(seed)) for seed in (1, 2))
+    c, d = (samplers.sample(stochastic, random_model(), [2, 16], noise(seed)) for seed in (1, 2))
     assert np.abs(c.numpy() - d.numpy()).max() > 1e-2
 
 
@@ -121,10 +122,10 @@ def test_windowed_equals_whole_with_the_receptive_field_halo(network):
     steps = tf.constant([3.0, 20.5])
     whole = function(audio, steps).numpy()
     calls = []
-    windowed = samplers.windowed(function, 128, halo, lambda done, total: calls.append(total))
-    np.testing.assert_allclose(windowed(audio, steps).numpy(), whole, atol=1e-4)
+    in_windows = windowed(function, 128, halo, lambda done, total: calls.append(total))
+    np.testing.assert_allclose(in_windows(audio, steps).numpy(), whole, atol=1e-4)
     assert len(calls) == 8  # ceil(1000 / 128) windows, each reported
-    short_halo = samplers.windowed(function, 128, halo // 4)
+    short_halo = windowed(function, 128, halo // 4)
     assert np.abs(short_halo(audio, steps).numpy() - whole).max() > 1e-3
 
 
@@ -133,9 +134,9 @@ def test_chunked_sampling_equals_unchunked_sampling(network):
     halo = (model.receptive_field - 1) // 2
     plan = samplers.fast_plan(Diffusion.from_params(params_lib.preset("tiny")))
     shape = [2, 700, 1]
-    whole = samplers.run(plan, function, shape, samplers.example_noise(3, 0), clip_x0=True)
-    chunked = samplers.run(plan, samplers.windowed(function, 100, halo), shape,
-                           samplers.example_noise(3, 0), clip_x0=True)
+    whole = samplers.sample(plan, function, shape, samplers.example_noise(3, 0), clip_x0=True)
+    chunked = samplers.sample(plan, windowed(function, 100, halo), shape,
+                              samplers.example_noise(3, 0), clip_x0=True)
     assert np.isfinite(whole.numpy()).all()
     np.testing.assert_allclose(chunked.numpy(), whole.numpy(), atol=1e-4)
 
@@ -153,6 +154,6 @@ def test_xla_compiled_network_matches_the_plain_one(network):
     model, function = network
     audio = tf.random.stateless_normal([1, 700, 1], [8, 8])
     steps = tf.constant([12.0])
-    compiled = samplers.windowed_network(model, 300, jit=True)
+    compiled = windowed_network(model, 300, jit=True)
     np.testing.assert_allclose(compiled(audio, steps).numpy(), function(audio, steps).numpy(),
                                atol=1e-4)

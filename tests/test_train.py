@@ -166,6 +166,26 @@ def test_the_moving_average_warms_up_then_decays_at_ema_decay(tmp_path):
     assert max(moved) > 0  # the weights trained, and the average lags them
 
 
+@pytest.mark.parametrize("gradient_clip", [1e-3, 1e6])
+def test_gradients_are_clipped_to_their_global_norm(tmp_path, gradient_clip):
+    """Adam's first moment after one step is (1 - beta_1) times the gradient it was given: the
+    gradient scaled to global norm gradient_clip when its norm is above that, else untouched."""
+    import numpy as np
+    import params as params_lib
+    import train as train_lib
+
+    params = params_lib.preset("tiny", batch_size=2, clip_samples=256,
+                               gradient_clip=gradient_clip)
+    trainer = train_lib.Trainer(params, None, str(tmp_path), dilated_conv="folded")
+    x0 = 0.1 * tf.random.normal([2, 256, 1], seed=1)
+    batch = (x0, tf.constant([3.0, 30.0]), tf.random.normal([2, 256, 1], seed=2))
+    _, norm = trainer.train_step(batch)
+    assert 1e-3 < float(norm) < 1e6
+    momentum = [v for v in trainer.optimizer.variables if v.path.endswith("_momentum")]
+    applied = float(tf.linalg.global_norm(momentum)) / (1 - trainer.optimizer.beta_1)
+    np.testing.assert_allclose(applied, min(float(norm), gradient_clip), rtol=1e-4)
+
+
 def test_init_from_starts_a_fresh_run_from_another_models_ema_weights(workspace):
     """Fine-tuning: the new run's weights start as the source's EMA, its step counter and
     optimiser at zero; a changed architecture and a folder without checkpoints are refused in

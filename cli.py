@@ -1,0 +1,185 @@
+"""What the commands share: a quiet TensorFlow start-up, the flags for params, data and how the
+network runs, one-line errors and help.
+
+Library modules (params, data, network, diffusion) take arguments; only the commands and this
+module know about flags. A command calls `quiet_tensorflow()` (after `kernels.choose`, which
+must run before TensorFlow loads) before anything imports TensorFlow, defines its flags, and
+ends with `cli.run(main, ...)`. What imports TensorFlow is imported inside the functions that
+need it, so that importing this module loads none of it.
+"""
+
+import dataclasses
+import logging
+import os
+import sys
+
+from absl import app, flags
+
+import params as params_lib
+from network.kernels import KERNELS, PRECISIONS
+
+FLAGS = flags.FLAGS
+HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
+
+
+def quiet_tensorflow():
+    """Imports TensorFlow and finds its devices with file descriptor 2 sent to /dev/null.
+
+    TensorFlow 2.21 prints start-up lines from C++ (oneDNN, CUDA probing) that
+    TF_CPP_MIN_LOG_LEVEL no longer silences; they would bury our one-line messages. Level 3
+    also hides C++ error lines such as oneDNN's "supports DT_STRING only on platforms with
+    AVX-512" on every audio summary (failures reach Python as exceptions anyway).
+    TF_CPP_MIN_LOG_LEVEL=0 shows them all again.
+    """
+    if os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3") == "0":
+        import tensorflow  # noqa: F401
+        return
+    # TensorFlow's Python-side INFO lines too (one per checkpoint write).
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    # Parts of TensorFlow log through absl's logger, which also carries our own INFO lines.
+    logging.getLogger("absl").addFilter(
+        lambda record: record.levelno >= logging.WARNING
+        or f"{os.sep}tensorflow{os.sep}" not in record.pathname)
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        import tensorflow
+        tensorflow.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+# --- flags -------------------------------------------------------------------------------
+
+_FLAG_DEFINERS = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
+                  str: flags.DEFINE_string, bool: flags.DEFINE_boolean}
+
+
+def define_params_flags(flag_values=FLAGS):
+    """Defines `--preset` plus one optional override flag per `Params` field."""
+    flags.DEFINE_string("preset", "base",
+                        f"Hyperparameter preset: {', '.join(params_lib.PRESETS)}.",
+                        flag_values=flag_values)
+    for field in dataclasses.fields(params_lib.Params):
+        _FLAG_DEFINERS[type(field.default)](
+            field.name, None, f"Override the preset's {field.name}: {field.metadata['doc']}",
+            flag_values=flag_values)
+
+
+def params_overrides(flag_values=FLAGS):
+    """{field: value} for every `Params` field flag given on the command line."""
+    return {field.name: flag_values[field.name].value
+            for field in dataclasses.fields(params_lib.Params) if flag_values[field.name].present}
+
+
+def params_from_flags(flag_values=FLAGS):
+    """The preset chosen by `--preset`, with every field flag that was given applied."""
+    return params_lib.preset(flag_values.preset, **params_overrides(flag_values))
+
+
+def define_data_flags():
+    """`--data_dir` and `--cache_dir`, for every command that reads audio."""
+    flags.DEFINE_string("data_dir", None, "Folder searched recursively for .wav .au .flac .ogg "
+                        ".mp3 files; leave out to use the built-in synthetic tones.")
+    flags.DEFINE_string("cache_dir", None, "Where preprocessed clips are cached (default "
+                        "$XDG_CACHE_HOME/music-diffwave or ~/.cache/music-diffwave).")
+
+
+def define_runtime_flags(distribute):
+    """Thread, precision, kernel and XLA flags; `--strategy` too when `distribute`."""
+    from network.diffwave import DILATED_CONVS
+    from network.runtime import STRATEGIES
+    flags.DEFINE_enum("precision", "float32", PRECISIONS,
+                      "Compute dtype of the network: float32, or Keras mixed precision "
+                      "(float32 weights; mixed_float16 adds loss scaling). The diffusion math, "
+                      "schedule and loss stay float32. mixed_bfloat16 trains ~1.7x faster on "
+                      "CPUs with AMX (Xeon 4th gen+); mixed_float16 is for GPUs.")
+    flags.DEFINE_integer("intra_op_threads", 0, "Threads inside one op (a convolution); 0 lets "
+                         "TensorFlow use every core, the fastest setting measured on CPU.")
+    flags.DEFINE_integer("inter_op_threads", 0, "Ops run side by side; 0 lets TensorFlow "
+                         "choose.")
+    flags.DEFINE_enum("dilated_conv", "auto", ("auto",) + DILATED_CONVS,
+                      "How dilated convolutions run: direct (tf.nn.conv1d with dilations; "
+                      "trains only where oneDNN or a GPU is on), folded (time folded so that "
+                      "an undilated convolution does the same; trains on every CPU), or auto: "
+                      "direct where it can train and for generation, else folded.")
+    flags.DEFINE_enum("kernels", "auto", KERNELS,
+                      "CPU kernels: onednn, stock (TensorFlow's own), or auto: whichever ran "
+                      "this job faster on this CPU, measured once and remembered in the cache "
+                      "folder (network/kernels.py). Overrides TF_ENABLE_ONEDNN_OPTS.")
+    flags.DEFINE_boolean("jit", False, "Compile the network with XLA (slower than the fused "
+                         "oneDNN kernels on CPU; try it on GPU).")
+    if distribute:
+        flags.DEFINE_enum("strategy", "default", STRATEGIES,
+                          "tf.distribute strategy: default (one device), mirrored (every local "
+                          "GPU, else every logical CPU device), multiworker (several machines, "
+                          "described by the TF_CONFIG environment variable; see README).")
+
+
+def configure_runtime():
+    """runtime.configure with the runtime flags; before TensorFlow runs its first op."""
+    from network import runtime
+    runtime.configure(FLAGS.precision, FLAGS.intra_op_threads, FLAGS.inter_op_threads)
+
+
+def dilated_conv(training):
+    """How the dilated convolutions run, from --dilated_conv and --jit: (dilated_conv, a line
+    saying which and why, for the command to print once its input has been checked)."""
+    from network.diffwave import resolve_dilated_conv
+    choice, reason = resolve_dilated_conv(FLAGS.dilated_conv, training, FLAGS.jit)
+    return choice, f"dilated convolutions: {choice} ({reason}; --dilated_conv overrides)"
+
+
+def require_positive(*names):
+    """UserError naming the first of these flags that is not > 0."""
+    for name in names:
+        if not FLAGS[name].value > 0:
+            raise params_lib.UserError(f"--{name} must be > 0 (got {FLAGS[name].value})")
+
+
+# --- running a command -------------------------------------------------------------------
+
+def help_text(asked, flag_values=FLAGS):
+    """What a help flag prints: --helpshort one line per flag of the command, --help their
+    descriptions, --helpfull every flag TensorFlow and absl define too."""
+    if asked == "--helpfull":
+        return flag_values.get_help()
+    if asked == "--helpshort":
+        key_flags = sorted(flag_values.get_key_flags_for_module(sys.argv[0]),
+                           key=lambda flag: flag.name)
+        return "\n".join(f"  --{flag.name}={'' if flag.default is None else flag.default}"
+                         f"  {flag.help.split(': ', 1)[-1].split('. ')[0][:70]}"
+                         for flag in key_flags)
+    return (f"{flag_values.main_module_help()}\n\n--helpshort lists the flags in one line each; "
+            "--helpfull adds TensorFlow's and absl's own.")
+
+
+def parse_flags(argv):
+    """absl's flag parsing with every mistake reported in one line, and help that exits 0.
+    Returns argv without the flags."""
+    asked = [arg for arg in argv[1:] if arg in HELP_FLAGS]
+    if asked:
+        print(help_text(asked[0]))
+        sys.exit(0)
+    try:
+        remaining = FLAGS(argv)
+    except flags.Error as error:
+        sys.exit(f"error: {error}; --helpshort lists the flags")
+    if len(remaining) > 1:
+        sys.exit(f"error: unexpected arguments {remaining[1:]}; flags look like --name=value")
+    return remaining
+
+
+def run(command, interrupted, argv=None):
+    """Parses the flags and runs `command()`: a UserError ends it with one line "error: ...",
+    Ctrl-C with the line `interrupted` (what was kept, how to go on); never a traceback."""
+    def main(_):
+        try:
+            command()
+        except params_lib.UserError as error:
+            sys.exit(f"error: {error}")
+        except KeyboardInterrupt:
+            sys.exit(interrupted)
+    app.run(main, argv=argv, flags_parser=parse_flags)
