@@ -1,6 +1,7 @@
 """Shared helpers: tests make their own audio in temporary folders."""
 
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -36,3 +37,21 @@ def tiny_params():
 @pytest.fixture
 def cache_dir(tmp_path):
     return str(tmp_path / "cache")
+
+
+def run(*args, env_extra=None):
+    """A command of this project (`python ARGS` in the repository root), as a user runs it."""
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """The tiny preset trained for 30 steps on the built-in tones: one run for every module that
+    needs a trained model dir (read-only: copy it to change it)."""
+    workspace = tmp_path_factory.mktemp("trained")
+    result = run("train.py", "--preset=tiny", "--synthetic_tones=32", "--max_steps=30",
+                 f"--model_dir={workspace / 'model'}", f"--cache_dir={workspace / 'cache'}")
+    assert result.returncode == 0, result.stderr
+    return workspace / "model"

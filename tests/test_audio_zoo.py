@@ -10,9 +10,8 @@ import pytest
 import soundfile
 
 import data
-from conftest import tone, write_audio
+from conftest import run, tone, write_audio
 from data import cache
-from test_cli import run
 
 FREQUENCY = 300.0  # every decodable file holds this tone, so decoded values can be checked
 # MP3 joins the zoo where libsndfile (>= 1.1) can write it; test_audio_files.py skips its MP3

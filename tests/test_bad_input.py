@@ -12,10 +12,8 @@ import pytest
 import tensorflow as tf
 
 import params as params_lib
-from conftest import ROOT
+from conftest import ROOT, run
 from network import DiffWave
-from test_cli import run
-from test_generate import model_dir  # noqa: F401  (the tiny model trained for 30 steps)
 
 
 def assert_one_line_refusal(result, expected):
@@ -68,7 +66,7 @@ def test_train_refuses_a_model_dir_that_is_a_file(tmp_path):
     (["--corrector_steps=-1"], "--corrector_steps must be >= 0"),
     (["--corrector_snr=0"], "--corrector_snr must be > 0"),
 ])
-def test_generate_refuses_bad_flags_and_writes_nothing(model_dir, tmp_path, flags,  # noqa: F811
+def test_generate_refuses_bad_flags_and_writes_nothing(model_dir, tmp_path, flags,
                                                        expected):
     output_dir = tmp_path / "out"
     result = run("generate.py", f"--model_dir={model_dir}", f"--output_dir={output_dir}", *flags)
@@ -117,7 +115,7 @@ MODEL_DIR_CASES = {  # case: (flags given the trained model dir and a temp folde
 
 
 @pytest.mark.parametrize("case", MODEL_DIR_CASES)
-def test_generate_refuses_broken_model_dirs_and_misfit_flags(model_dir, tmp_path,  # noqa: F811
+def test_generate_refuses_broken_model_dirs_and_misfit_flags(model_dir, tmp_path,
                                                              case):
     make_flags, expected = MODEL_DIR_CASES[case]
     output_dir = tmp_path / "out"
@@ -131,7 +129,7 @@ def test_generate_refuses_broken_model_dirs_and_misfit_flags(model_dir, tmp_path
     assert not os.path.exists(output_dir)
 
 
-def copy_model(model_dir, tmp_path):  # noqa: F811
+def copy_model(model_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(model_dir, copy)
     return copy
@@ -142,7 +140,7 @@ def copy_model(model_dir, tmp_path):  # noqa: F811
     (lambda values: values.pop("residual_layers"), "missing"),
     (lambda values: values.update(residual_layers="six"), "residual_layers"),
 ])
-def test_broken_params_json_is_refused_by_both_commands(model_dir, tmp_path,  # noqa: F811
+def test_broken_params_json_is_refused_by_both_commands(model_dir, tmp_path,
                                                         change, expected):
     copy = copy_model(model_dir, tmp_path)
     values = json.loads((copy / "params.json").read_text())
@@ -155,7 +153,7 @@ def test_broken_params_json_is_refused_by_both_commands(model_dir, tmp_path,  # 
     assert not (tmp_path / "out").exists()
 
 
-def test_truncated_checkpoint_is_refused_by_both_commands(model_dir, tmp_path):  # noqa: F811
+def test_truncated_checkpoint_is_refused_by_both_commands(model_dir, tmp_path):
     copy = copy_model(model_dir, tmp_path)
     [data_file] = (copy / "checkpoints").glob("ckpt-30.data-*")
     data_file.write_bytes(data_file.read_bytes()[:1000])
@@ -169,7 +167,7 @@ def test_truncated_checkpoint_is_refused_by_both_commands(model_dir, tmp_path): 
     assert not (tmp_path / "out").exists()
 
 
-def test_checkpoint_with_nan_weights_generates_nothing(model_dir, tmp_path):  # noqa: F811
+def test_checkpoint_with_nan_weights_generates_nothing(model_dir, tmp_path):
     copy = copy_model(model_dir, tmp_path)
     prefix = str(copy / "checkpoints" / "ckpt-30")
     # Rewrite the checkpoint with one EMA weight poisoned, through the same object graph.
@@ -186,7 +184,7 @@ def test_checkpoint_with_nan_weights_generates_nothing(model_dir, tmp_path):  # 
     assert not (tmp_path / "out").exists()
 
 
-def test_generate_refuses_what_cannot_fit_in_memory_at_once(model_dir, tmp_path):  # noqa: F811
+def test_generate_refuses_what_cannot_fit_in_memory_at_once(model_dir, tmp_path):
     result = run("generate.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'out'}",
                  "--seconds=1e9")
     assert_one_line_refusal(result, "GB of memory, more than the")
@@ -194,7 +192,7 @@ def test_generate_refuses_what_cannot_fit_in_memory_at_once(model_dir, tmp_path)
 
 
 def test_generate_refuses_an_output_name_taken_by_a_folder_before_any_work(
-        model_dir, tmp_path):  # noqa: F811
+        model_dir, tmp_path):
     (tmp_path / "out" / "ddpm_seed0_001.wav").mkdir(parents=True)
     result = run("generate.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'out'}",
                  "--num_samples=2", "--sampler=ddpm")  # ddpm: minutes of work, were it done
@@ -203,7 +201,7 @@ def test_generate_refuses_an_output_name_taken_by_a_folder_before_any_work(
 
 
 def test_generate_on_a_full_disk_says_so_in_one_line_and_leaves_no_partial_file(
-        model_dir, tmp_path):  # noqa: F811
+        model_dir, tmp_path):
     from test_reliability import limited_file_size
     result = subprocess.run(
         [sys.executable, "generate.py", f"--model_dir={model_dir}", "--seconds=20",
@@ -217,7 +215,7 @@ def test_generate_on_a_full_disk_says_so_in_one_line_and_leaves_no_partial_file(
 
 
 def test_an_index_naming_a_deleted_checkpoint_generates_from_the_newest(
-        model_dir, tmp_path):  # noqa: F811
+        model_dir, tmp_path):
     copy = copy_model(model_dir, tmp_path)
     (copy / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-99"\n')
     result = run("generate.py", f"--model_dir={copy}", f"--output_dir={tmp_path / 'out'}",
@@ -226,7 +224,7 @@ def test_an_index_naming_a_deleted_checkpoint_generates_from_the_newest(
     assert "from " + str(copy / "checkpoints" / "ckpt-30") in result.stderr
 
 
-def test_train_without_params_json_says_that_is_what_is_missing(model_dir, tmp_path):  # noqa: F811
+def test_train_without_params_json_says_that_is_what_is_missing(model_dir, tmp_path):
     copy = copy_model(model_dir, tmp_path)
     (copy / "params.json").unlink()
     result = run("train.py", f"--model_dir={copy}", "--max_steps=40", "--preset=base",

@@ -3,18 +3,10 @@
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, tone, write_audio
-
-
-def run(*args, env_extra=None):
-    env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                          env=env, timeout=300)
+from conftest import ROOT, run, tone, write_audio
 
 
 def test_inspect_prints_one_json_object_and_names_skipped_files(tmp_path):

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT
+from conftest import ROOT, run
 from test_bad_input import assert_one_line_refusal
-from test_cli import run
 
 # train.py on N logical CPU devices: they can only be made before TensorFlow starts.
 ON_LOGICAL_CPUS = """

@@ -8,9 +8,8 @@ import pytest
 import soundfile
 
 import evaluate
-from conftest import SHARED_MUSIC, tone, write_audio
+from conftest import SHARED_MUSIC, run, tone, write_audio
 from test_bad_input import assert_one_line_refusal
-from test_cli import run
 
 RATE = 22050
 

@@ -1,4 +1,4 @@
-"""generate.py end to end, on a tiny model trained for 30 steps."""
+"""generate.py end to end, on a tiny model trained for 30 steps (conftest's model_dir)."""
 
 import os
 
@@ -6,16 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from test_cli import run
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    workspace = tmp_path_factory.mktemp("generate")
-    result = run("train.py", "--preset=tiny", "--synthetic_tones=32", "--max_steps=30",
-                 f"--model_dir={workspace / 'model'}", f"--cache_dir={workspace / 'cache'}")
-    assert result.returncode == 0, result.stderr
-    return workspace / "model"
+from conftest import run
 
 
 def generate(model_dir, output_dir, *flags):

@@ -8,8 +8,7 @@ import soundfile
 
 import evaluate
 import params as params_lib
-from conftest import ROOT, SHARED_MUSIC
-from test_cli import run
+from conftest import ROOT, SHARED_MUSIC, run
 
 PRETRAINED = os.path.join(ROOT, "pretrained", "soundtracks-cpu")
 

@@ -13,9 +13,8 @@ import sys
 import pytest
 
 import params as params_lib
-from conftest import ROOT
+from conftest import ROOT, run
 from network import checkpoints
-from test_cli import run
 
 CHECKPOINT_EVERY = 10
 TRAIN = ["train.py", "--preset=tiny", "--synthetic_tones=32", "--log_every=1",

@@ -5,14 +5,13 @@ import shutil
 
 import pytest
 
-from conftest import tone, write_audio
+from conftest import run, tone, write_audio
 from test_bad_input import assert_one_line_refusal
-from test_cli import run
-from test_generate import generate, model_dir, read_all, written  # noqa: F401
+from test_generate import generate, read_all, written
 
 
 @pytest.fixture
-def searched(model_dir, tmp_path):  # noqa: F811
+def searched(model_dir, tmp_path):
     """A copy of the tiny model after a 3-candidate search against a folder of tones."""
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy)
@@ -45,7 +44,7 @@ def test_search_writes_the_best_schedule_and_generate_uses_it(searched, tmp_path
     assert (searched_clip[0][0] == explicit[0][0]).all()
 
 
-def test_a_spent_budget_stops_after_the_first_candidate(model_dir, tmp_path):  # noqa: F811
+def test_a_spent_budget_stops_after_the_first_candidate(model_dir, tmp_path):
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy)
     write_audio(str(tmp_path / "reference" / "a.wav"), tone(2, 7350, 300, amplitude=0.3), 7350)
@@ -60,6 +59,6 @@ def test_a_spent_budget_stops_after_the_first_candidate(model_dir, tmp_path):  #
     assert record["default_score"] == record["score"]
 
 
-def test_search_refuses_a_missing_reference(model_dir, tmp_path):  # noqa: F811
+def test_search_refuses_a_missing_reference(model_dir, tmp_path):
     assert_one_line_refusal(run("search_schedule.py", f"--model_dir={model_dir}",
                                 f"--reference={tmp_path / 'nowhere'}"), "not an existing folder")

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from test_cli import run
+from conftest import run
 
 
 @pytest.fixture(scope="module")
