@@ -24,6 +24,7 @@ import cli  # noqa: E402
 cli.quiet_tensorflow()
 
 import data  # noqa: E402
+from data import audio_files  # noqa: E402
 import params as params_lib  # noqa: E402
 
 SHARED_MUSIC = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "audio", "music")
@@ -44,7 +45,7 @@ def main(_):
         # Warm-up on one file so TensorFlow's one-off start-up is not timed.
         warm = os.path.join(scratch, "warm")
         os.makedirs(warm)
-        shutil.copy(data.audio_files.find_audio_files(data_dir)[0], warm)
+        shutil.copy(audio_files.find_audio_files(data_dir)[0], warm)
         data.prepare(params, warm, os.path.join(scratch, "warm_cache"))
 
         start = time.perf_counter()
