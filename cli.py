@@ -9,6 +9,7 @@ need it, so that importing this module loads none of it.
 """
 
 import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -22,6 +23,7 @@ FLAGS = flags.FLAGS
 HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
 
 
+@functools.cache  # once per process: every command and evaluate.py call it on import
 def quiet_tensorflow():
     """Imports TensorFlow and finds its devices with file descriptor 2 sent to /dev/null.
 

@@ -353,18 +353,16 @@ class Trainer:
 def resolve_params(model_dir, init_from=None):
     """Params for this run: params.json when resuming (else --init_from's), with the flags given
     applied; UserError when they change the architecture or the diffusion of a saved model."""
-    preset = FLAGS.preset if FLAGS["preset"].present else None
     saved_path = os.path.join(model_dir, "params.json")
+    saved, source, advice = None, "", ""
     if os.path.exists(saved_path):
-        return params_lib.resolve(preset, cli.params_overrides(),
-                                  params_lib.Params.load(saved_path), f"--model_dir={model_dir}",
-                                  "drop those flags to resume, or use a new --model_dir")
-    if init_from:
-        return params_lib.resolve(
-            preset, cli.params_overrides(), checkpoints.load_params(init_from),
-            f"--init_from={init_from}",
-            "drop those flags to fine-tune it, or train from scratch without --init_from")
-    return params_lib.resolve(preset, cli.params_overrides())
+        saved, source = params_lib.Params.load(saved_path), f"--model_dir={model_dir}"
+        advice = "drop those flags to resume, or use a new --model_dir"
+    elif init_from:
+        saved, source = checkpoints.load_params(init_from), f"--init_from={init_from}"
+        advice = "drop those flags to fine-tune it, or train from scratch without --init_from"
+    preset = FLAGS.preset if FLAGS["preset"].present else None
+    return params_lib.resolve(preset, cli.params_overrides(), saved, source, advice)
 
 
 def init_checkpoint(params, init_from):
