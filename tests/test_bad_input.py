@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import params as params_lib
-from conftest import ROOT, run
+from conftest import ROOT, copy_model, run
 from network import DiffWave
 
 
@@ -127,12 +127,6 @@ def test_generate_refuses_broken_model_dirs_and_misfit_flags(model_dir, tmp_path
                  *length, f"--output_dir={output_dir}")
     assert_one_line_refusal(result, expected)
     assert not os.path.exists(output_dir)
-
-
-def copy_model(model_dir, tmp_path):
-    copy = tmp_path / "copy"
-    shutil.copytree(model_dir, copy)
-    return copy
 
 
 @pytest.mark.parametrize("change, expected", [

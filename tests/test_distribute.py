@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, run
+from conftest import ROOT, TINY, copy_model, run
 from test_bad_input import assert_one_line_refusal
 
 # train.py on N logical CPU devices: they can only be made before TensorFlow starts.
@@ -36,7 +36,7 @@ def workspace(tmp_path_factory):
 
 
 def tiny_flags(workspace, model_dir, *flags):
-    return ["--preset=tiny", "--synthetic_tones=32", f"--model_dir={model_dir}",
+    return [*TINY, f"--model_dir={model_dir}",
             f"--cache_dir={workspace / 'cache'}", "--log_every=1", *flags]
 
 
@@ -148,14 +148,14 @@ def test_two_workers_on_loopback_train_resume_and_only_the_chief_writes(workspac
     assert "ckpt-6.index" in os.listdir(model_dir / "checkpoints")
 
 
-def test_workers_that_find_different_checkpoints_refuse_to_train(workspace):
+def test_workers_that_find_different_checkpoints_refuse_to_train(workspace, model_dir,
+                                                                 tmp_path):
     """Worker 1 sees an empty --model_dir (storage not shared), worker 0 a checkpoint."""
-    trained, empty = workspace / "trained", workspace / "empty"
-    assert run("train.py", *tiny_flags(workspace, trained, "--max_steps=2")).returncode == 0
-    for returncode, _, stderr in run_cluster(workspace, [trained, empty], "--max_steps=4"):
+    trained, empty = copy_model(model_dir, tmp_path), workspace / "empty"
+    for returncode, _, stderr in run_cluster(workspace, [trained, empty], "--max_steps=40"):
         assert returncode == 1 and "must see the same --model_dir" in stderr, stderr
         assert "Traceback" not in stderr
-    assert "ckpt-4.index" not in os.listdir(trained / "checkpoints")
+    assert "ckpt-40.index" not in os.listdir(trained / "checkpoints")
 
 
 # TensorFlow's CPU kernels cannot backpropagate dilated float16 convolutions; with dilation

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import run
+from conftest import TINY, run
 
 
 def generate(model_dir, output_dir, *flags):
@@ -101,7 +101,7 @@ def test_corrector_steps_change_the_clip_and_cost_network_calls(model_dir, tmp_p
 
 def test_continuous_noise_conditioning_trains_tiny_and_generates(tmp_path):
     model_dir = tmp_path / "continuous"
-    trained = run("train.py", "--preset=tiny", "--synthetic_tones=32", "--max_steps=30",
+    trained = run("train.py", *TINY, "--max_steps=30",
                   "--log_every=10", "--noise_conditioning=continuous",
                   f"--model_dir={model_dir}", f"--cache_dir={tmp_path / 'cache'}")
     assert trained.returncode == 0, trained.stderr

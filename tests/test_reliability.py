@@ -13,11 +13,11 @@ import sys
 import pytest
 
 import params as params_lib
-from conftest import ROOT, run
+from conftest import ROOT, TINY, copy_model, run
 from network import checkpoints
 
 CHECKPOINT_EVERY = 10
-TRAIN = ["train.py", "--preset=tiny", "--synthetic_tones=32", "--log_every=1",
+TRAIN = ["train.py", *TINY, "--log_every=1",
          f"--checkpoint_every={CHECKPOINT_EVERY}", "--sample_every=100000"]
 
 
@@ -97,18 +97,17 @@ def test_sigterm_and_sigint_save_the_step_reached(tmp_path, signal_number):
 
 
 def test_a_deleted_index_file_resumes_from_the_newest_checkpoint_and_overwrites_nothing(
-        tmp_path):
-    model_dir, cache = tmp_path / "model", f"--cache_dir={tmp_path / 'cache'}"
-    first = run(*TRAIN, f"--model_dir={model_dir}", cache, "--max_steps=20")
-    assert first.returncode == 0, first.stderr
+        model_dir, tmp_path):
+    model_dir = copy_model(model_dir, tmp_path)
     trained = {path: open(path, "rb").read()
-               for path in glob.glob(f"{model_dir}/checkpoints/ckpt-20.*")}
+               for path in glob.glob(f"{model_dir}/checkpoints/ckpt-30.*")}
     (model_dir / "checkpoints" / "checkpoint").unlink()
-    again = run(*TRAIN, f"--model_dir={model_dir}", cache, "--max_steps=22")
+    again = run(*TRAIN, f"--model_dir={model_dir}", f"--cache_dir={tmp_path / 'cache'}",
+                "--max_steps=32")
     assert again.returncode == 0, again.stderr
-    assert "resuming from step 20" in again.stdout and "checkpoint was missing" in again.stderr
+    assert "resuming from step 30" in again.stdout and "checkpoint was missing" in again.stderr
     assert all(open(path, "rb").read() == data for path, data in trained.items())
-    assert saved_steps(model_dir) == [10, 20, 22]
+    assert saved_steps(model_dir) == [15, 30, 32]
 
 
 def test_a_second_train_on_the_same_model_dir_is_refused_and_a_killed_one_leaves_no_lock(
@@ -134,18 +133,20 @@ def limited_file_size(size):
     return limit
 
 
-def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path):
-    model_dir, cache = tmp_path / "model", f"--cache_dir={tmp_path / 'cache'}"
-    assert run(*TRAIN, f"--model_dir={model_dir}", cache, "--max_steps=10").returncode == 0
-    size = sum(os.path.getsize(path) for path in glob.glob(f"{model_dir}/checkpoints/ckpt-10.*"))
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(model_dir, tmp_path):
+    # The clip cache that trained model_dir: only the checkpoint is written under the limit.
+    cache = f"--cache_dir={model_dir.parent / 'cache'}"
+    model_dir = copy_model(model_dir, tmp_path)
+    size = sum(os.path.getsize(path) for path in glob.glob(f"{model_dir}/checkpoints/ckpt-30.*"))
     full = subprocess.run([sys.executable, *TRAIN, f"--model_dir={model_dir}", cache,
-                           "--max_steps=20"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, preexec_fn=limited_file_size(size // 2))
+                           "--max_steps=40"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          preexec_fn=limited_file_size(size // 2))
     lines = full.stderr.strip().splitlines()
     assert full.returncode == 1 and lines[-1].startswith("error: cannot save the checkpoint of "
-                                                         "step 20"), full.stderr
-    assert "resume from" in lines[-1] and "ckpt-10" in lines[-1]
+                                                         "step 40"), full.stderr
+    assert "resume from" in lines[-1] and "ckpt-30" in lines[-1]
     assert "Traceback" not in full.stderr
-    assert saved_steps(model_dir) == [10]
+    assert saved_steps(model_dir) == [15, 30]
     assert_every_checkpoint_loads(model_dir)
     assert not glob.glob(f"{model_dir}/checkpoints/*temp*")

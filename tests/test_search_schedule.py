@@ -1,11 +1,9 @@
 """search_schedule.py: a grid search that writes the best fast schedule generate.py then uses."""
 
 import json
-import shutil
-
 import pytest
 
-from conftest import run, tone, write_audio
+from conftest import copy_model, run, tone, write_audio
 from test_bad_input import assert_one_line_refusal
 from test_generate import generate, read_all, written
 
@@ -13,8 +11,7 @@ from test_generate import generate, read_all, written
 @pytest.fixture
 def searched(model_dir, tmp_path):
     """A copy of the tiny model after a 3-candidate search against a folder of tones."""
-    copy = tmp_path / "model"
-    shutil.copytree(model_dir, copy)
+    copy = copy_model(model_dir, tmp_path)
     for index in range(3):
         write_audio(str(tmp_path / "reference" / f"{index}.wav"),
                     tone(2, 7350, 200 + 100 * index, amplitude=0.3), 7350)
@@ -45,8 +42,7 @@ def test_search_writes_the_best_schedule_and_generate_uses_it(searched, tmp_path
 
 
 def test_a_spent_budget_stops_after_the_first_candidate(model_dir, tmp_path):
-    copy = tmp_path / "model"
-    shutil.copytree(model_dir, copy)
+    copy = copy_model(model_dir, tmp_path)
     write_audio(str(tmp_path / "reference" / "a.wav"), tone(2, 7350, 300, amplitude=0.3), 7350)
     result = run("search_schedule.py", f"--model_dir={copy}", "--steps=6",
                  f"--reference={tmp_path / 'reference'}", "--num_samples=1", "--seconds=0.3",
