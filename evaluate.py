@@ -26,11 +26,8 @@ import scipy.linalg
 from absl import flags
 
 import cli
-
-cli.quiet_tensorflow()  # data.audio_files imports it
-
-from data.audio_files import BadAudio, decode_with_soundfile, find_audio_files, probe  # noqa: E402
-from params import BASE, UserError  # noqa: E402
+from data.audio_files import BadAudio, decode_with_soundfile, find_audio_files, probe
+from params import BASE, UserError
 
 FRAME = 512  # 70 ms at 7350 Hz
 HOP = 256
