@@ -242,9 +242,10 @@ def _build(folder, source, files, sources, skipped, params):
             split["sum"] += float(clips.sum(dtype=np.float64))
             split["square_sum"] += float(np.square(clips, dtype=np.float64).sum())
 
+    batches = dataset.as_numpy_iterator()
     try:
         # The pieces of a file come one after another: gather them, then add the file.
-        for index, rows in itertools.groupby(dataset.as_numpy_iterator(), lambda row: row[0]):
+        for index, rows in itertools.groupby(batches, lambda row: row[0]):
             parts, clip_count, length, reasons = [], 0, 0, []
             try:
                 for _, clips, decimated_length, reason in rows:
@@ -261,6 +262,10 @@ def _build(folder, source, files, sources, skipped, params):
                         os.remove(part)
     except BaseException:
         writer.abort()
+        # The iterator's threads run numpy_function, which needs the GIL: kept alive by this
+        # frame (the traceback holds it) until the interpreter's last garbage collection, it
+        # deadlocks the exit. Ended here, it ends at once.
+        batches = rows = None
         raise
     found = len(files) if files else len(sources)
     used = counts["train"]["files"] + counts["val"]["files"]

@@ -150,3 +150,16 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(model_dir, tmp_p
     assert saved_steps(model_dir) == [15, 30]
     assert_every_checkpoint_loads(model_dir)
     assert not glob.glob(f"{model_dir}/checkpoints/*temp*")
+
+
+def test_a_full_disk_while_preprocessing_is_one_line_and_leaves_no_partial_cache(tmp_path):
+    """The error ends the process: the tf.data iterator it interrupted (its threads need the
+    GIL) used to outlive it until the interpreter's exit, and hang there."""
+    full = subprocess.run([sys.executable, *TRAIN, f"--model_dir={tmp_path / 'model'}",
+                           f"--cache_dir={tmp_path / 'cache'}", "--max_steps=2"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=limited_file_size(100_000))
+    lines = full.stderr.strip().splitlines()
+    assert full.returncode == 1 and "cannot write the clip cache" in lines[-1], full.stderr
+    assert "File too large" in lines[-1] and "Traceback" not in full.stderr
+    assert os.listdir(tmp_path / "cache") == []
