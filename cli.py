@@ -23,7 +23,7 @@ FLAGS = flags.FLAGS
 HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
 
 
-@functools.cache  # once per process: every command and evaluate.py call it on import
+@functools.cache  # once per process, however many of its modules call it on import
 def quiet_tensorflow():
     """Imports TensorFlow and finds its devices with file descriptor 2 sent to /dev/null.
 

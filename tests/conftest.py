@@ -62,7 +62,8 @@ def copy_model(model_dir, tmp_path):
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
     """TINY trained for 30 steps, checkpoints at 15 and 30: one run for every module that needs
-    a trained model dir (read-only: copy it to change it)."""
+    a trained model dir (read-only: copy it to change it). Its clip cache is the folder `cache`
+    beside it."""
     workspace = tmp_path_factory.mktemp("trained")
     result = run("train.py", *TINY, "--max_steps=30", "--checkpoint_every=15",
                  f"--model_dir={workspace / 'model'}", f"--cache_dir={workspace / 'cache'}")

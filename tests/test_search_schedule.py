@@ -1,6 +1,7 @@
 """search_schedule.py: a grid search that writes the best fast schedule generate.py then uses."""
 
 import json
+
 import pytest
 
 from conftest import copy_model, run, tone, write_audio
