@@ -38,23 +38,27 @@ MFCCS = 20
 POWER_FLOOR = 1e-4
 SILENT_RMS = 10 ** (BASE.silence_dbfs / 20)
 
-FLAGS = flags.FLAGS
 
 
-def define_flags():
+def define_flags(flag_values):
     """The reference and analysis flags (search_schedule.py shares them)."""
-    flags.DEFINE_string("reference", None, "Folder of real audio to compare with.")
+    flags.DEFINE_string("reference", None, "Folder of real audio to compare with.",
+                        flag_values=flag_values)
     flags.DEFINE_integer("sample_rate", BASE.sample_rate, "Hz both sides are analysed at "
-                         "(the model's rate by default; higher-rate files are resampled).")
-    flags.DEFINE_integer("kid_subsets", 20, "Random subsets the kernel distance averages over.")
-    flags.DEFINE_integer("kid_subset_size", 1000, "Frames per side in each subset.")
+                         "(the model's rate by default; higher-rate files are resampled).",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("kid_subsets", 20, "Random subsets the kernel distance averages over.",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("kid_subset_size", 1000, "Frames per side in each subset.",
+                         flag_values=flag_values)
 
 
-def check_flags(*required):
+def check_flags(flag_values, *required):
     for name in required:
-        if not FLAGS[name].value:
+        if not flag_values[name].value:
             raise UserError(f"--{name} is required (a folder of audio files)")
-    if FLAGS.sample_rate <= 0 or FLAGS.kid_subsets <= 0 or FLAGS.kid_subset_size <= 1:
+    if (flag_values.sample_rate <= 0 or flag_values.kid_subsets <= 0
+            or flag_values.kid_subset_size <= 1):
         raise UserError("--sample_rate and --kid_subsets must be > 0, --kid_subset_size > 1")
 
 
@@ -199,7 +203,7 @@ def size_warning(generated, reference):
 
 
 def evaluate():
-    check_flags("generated", "reference")
+    check_flags(FLAGS, "generated", "reference")
     generated = folder_features(FLAGS.generated, FLAGS.sample_rate)
     reference = folder_features(FLAGS.reference, FLAGS.sample_rate)
     warning = size_warning(generated, reference)
@@ -214,7 +218,16 @@ def evaluate():
     print(json.dumps(result))
 
 
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("generated", None, "Folder of generated audio (searched recursively).",
+                    flag_values=FLAGS)
+define_flags(FLAGS)
+
+
+def main(argv):
+    """The command with argv (`[program, flags...]`) in this process; returns its exit status."""
+    return cli.main(evaluate, FLAGS, argv, "interrupted; nothing was written")
+
+
 if __name__ == "__main__":
-    flags.DEFINE_string("generated", None, "Folder of generated audio (searched recursively).")
-    define_flags()
-    cli.run(evaluate, "interrupted; nothing was written")
+    cli.run(main)

@@ -30,38 +30,48 @@ from network import checkpoints  # noqa: E402
 from network.windowed import windowed_network  # noqa: E402
 from params import UserError  # noqa: E402
 
-flags.DEFINE_string("model_dir", "runs/default", "The --model_dir that train.py wrote.")
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("model_dir", "runs/default", "The --model_dir that train.py wrote.",
+                    flag_values=FLAGS)
 flags.DEFINE_string("checkpoint", None, "A checkpoint to use instead of the latest: a path "
-                    "prefix or a name in MODEL_DIR/checkpoints such as ckpt-3000.")
-flags.DEFINE_boolean("no_ema", False, "Use the raw weights instead of their moving average.")
-flags.DEFINE_float("seconds", None, "Length of each clip in seconds (default 10).")
+                    "prefix or a name in MODEL_DIR/checkpoints such as ckpt-3000.",
+                    flag_values=FLAGS)
+flags.DEFINE_boolean("no_ema", False, "Use the raw weights instead of their moving average.",
+                     flag_values=FLAGS)
+flags.DEFINE_float("seconds", None, "Length of each clip in seconds (default 10).",
+                   flag_values=FLAGS)
 flags.DEFINE_integer("samples", None, "Length of each clip in samples at --output_rate "
-                     "(instead of --seconds).")
-flags.DEFINE_integer("num_samples", 1, "How many clips to write.")
-flags.DEFINE_integer("batch_size", 1, "Clips generated together (faster on a GPU, more memory).")
+                     "(instead of --seconds).", flag_values=FLAGS)
+flags.DEFINE_integer("num_samples", 1, "How many clips to write.", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 1, "Clips generated together (faster on a GPU, more memory).",
+                     flag_values=FLAGS)
 flags.DEFINE_enum("sampler", "fast", samplers.SAMPLERS, "fast: DiffWave's few-step schedule "
-                  "(--fast_schedule); ddim: --steps evenly spaced steps; ddpm: all T steps.")
+                  "(--fast_schedule); ddim: --steps evenly spaced steps; ddpm: all T steps.",
+                  flag_values=FLAGS)
 flags.DEFINE_integer("steps", None, "Steps for ddim (default: the model's sample_steps); for "
-                     "fast, use the schedule search_schedule.py found for this many steps.")
+                     "fast, use the schedule search_schedule.py found for this many steps.",
+                     flag_values=FLAGS)
 flags.DEFINE_list("fast_schedule", [str(beta) for beta in samplers.FAST_SCHEDULE],
-                  "Inference betas for --sampler=fast, comma separated.")
+                  "Inference betas for --sampler=fast, comma separated.", flag_values=FLAGS)
 flags.DEFINE_enum("variance", "beta_tilde", samplers.POSTERIOR_VARIANCES,
-                  "Reverse-step variance for ddpm and fast.")
-flags.DEFINE_float("eta", 0.0, "DDIM noise: 0 deterministic, 1 as ancestral.")
-flags.DEFINE_boolean("clip_x0", False, "Clip each step's predicted clean signal to [-1, 1].")
+                  "Reverse-step variance for ddpm and fast.", flag_values=FLAGS)
+flags.DEFINE_float("eta", 0.0, "DDIM noise: 0 deterministic, 1 as ancestral.", flag_values=FLAGS)
+flags.DEFINE_boolean("clip_x0", False, "Clip each step's predicted clean signal to [-1, 1].",
+                     flag_values=FLAGS)
 flags.DEFINE_integer("corrector_steps", 0, "Langevin corrector steps before each sampler step "
-                     "(predictor-corrector sampling; each is one more network call).")
+                     "(predictor-corrector sampling; each is one more network call).",
+                     flag_values=FLAGS)
 flags.DEFINE_float("corrector_snr", 0.16, "Signal-to-noise ratio that sets the corrector's "
-                   "step size, 2 alpha_t (snr sigma_t)^2.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_string("output_dir", "samples", "Folder for the WAV files (created if missing).")
+                   "step size, 2 alpha_t (snr sigma_t)^2.", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
+flags.DEFINE_string("output_dir", "samples", "Folder for the WAV files (created if missing).",
+                    flag_values=FLAGS)
 flags.DEFINE_integer("output_rate", None, "Sample rate of the files; the model's own rate by "
-                     "default, e.g. 22050 or 44100 resamples (polyphase) for any player.")
+                     "default, e.g. 22050 or 44100 resamples (polyphase) for any player.",
+                     flag_values=FLAGS)
 flags.DEFINE_integer("window", 65536, "Samples per network call and clip; longer clips are "
-                     "computed in overlapping windows. Bounds memory.")
-cli.define_runtime_flags(distribute=False)
-flags.adopt_module_key_flags(cli)  # --help lists them too
-FLAGS = flags.FLAGS
+                     "computed in overlapping windows. Bounds memory.", flag_values=FLAGS)
+cli.define_runtime_flags(FLAGS, distribute=False)
 
 DEFAULT_SECONDS = 10.0
 # Peak memory per generated sample (x_t, its noise, the prediction and their copies in float32;
@@ -185,8 +195,8 @@ def check_output_dir(path):
 
 
 def generate():
-    cli.configure_runtime()
-    cli.require_positive("num_samples", "batch_size", "window", "corrector_snr")
+    cli.configure_runtime(FLAGS)
+    cli.require_positive(FLAGS, "num_samples", "batch_size", "window", "corrector_snr")
     if FLAGS.corrector_steps < 0:
         raise UserError(f"--corrector_steps must be >= 0 (got {FLAGS.corrector_steps})")
     params = checkpoints.load_params(FLAGS.model_dir)
@@ -200,7 +210,7 @@ def generate():
     if os.path.isdir(FLAGS.output_dir):
         for path in remove_stale_partial_wavs(FLAGS.output_dir):
             print(f"removed {path}, left by a generate.py that was killed", file=sys.stderr)
-    dilated_conv, said = cli.dilated_conv(training=False)
+    dilated_conv, said = cli.dilated_conv(FLAGS, training=False)
     model, checkpoint = checkpoints.load_latest(params, FLAGS.model_dir, FLAGS.checkpoint,
                                                 not FLAGS.no_ema, dilated_conv)
     print("\n".join(filter(None, [KERNELS[1], said])), file=sys.stderr)
@@ -230,5 +240,11 @@ def generate():
           f"({seconds / audio_seconds:.3f} s per audio second) from {checkpoint}", file=sys.stderr)
 
 
+def main(argv):
+    """The command with argv (`[program, flags...]`) in this process; returns its exit status."""
+    return cli.main(generate, FLAGS, argv, "interrupted; the files listed above are complete, "
+                    "no partial file was left")
+
+
 if __name__ == "__main__":
-    cli.run(generate, "interrupted; the files listed above are complete, no partial file was left")
+    cli.run(main)

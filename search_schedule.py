@@ -37,19 +37,22 @@ FIRST_BETAS = (1e-4, 3e-4, 1e-3, 3e-3)
 LAST_BETAS = (0.1, 0.2, 0.35, 0.5, 0.7, 0.9)
 CURVATURES = (1.0, 0.6, 1.6)
 
-flags.DEFINE_string("model_dir", None, "A trained model (params.json and checkpoints).")
-flags.DEFINE_integer("steps", 6, "Length of the schedule searched.")
-flags.DEFINE_integer("num_samples", 8, "Clips generated per candidate.")
-flags.DEFINE_float("seconds", 4.0, "Length of each clip.")
-flags.DEFINE_enum("metric", "frechet_mel", METRICS, "evaluate.py's distance to minimise.")
-flags.DEFINE_float("budget_minutes", 30.0, "No new candidate starts after this long.")
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("model_dir", None, "A trained model (params.json and checkpoints).",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("steps", 6, "Length of the schedule searched.", flag_values=FLAGS)
+flags.DEFINE_integer("num_samples", 8, "Clips generated per candidate.", flag_values=FLAGS)
+flags.DEFINE_float("seconds", 4.0, "Length of each clip.", flag_values=FLAGS)
+flags.DEFINE_enum("metric", "frechet_mel", METRICS, "evaluate.py's distance to minimise.",
+                  flag_values=FLAGS)
+flags.DEFINE_float("budget_minutes", 30.0, "No new candidate starts after this long.",
+                   flag_values=FLAGS)
 flags.DEFINE_integer("max_candidates", None, "Stop after this many candidates (default: all "
-                     f"{len(FIRST_BETAS) * len(LAST_BETAS) * len(CURVATURES) + 1} for 6 steps).")
-flags.DEFINE_integer("seed", 0, "Noise of the generated clips.")
-flags.DEFINE_integer("window", 65536, "generate.py's --window.")
-evaluate.define_flags()
-flags.adopt_module_key_flags(evaluate)  # --help lists them too
-FLAGS = flags.FLAGS
+                     f"{len(FIRST_BETAS) * len(LAST_BETAS) * len(CURVATURES) + 1} for 6 steps).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "Noise of the generated clips.", flag_values=FLAGS)
+flags.DEFINE_integer("window", 65536, "generate.py's --window.", flag_values=FLAGS)
+evaluate.define_flags(FLAGS)
 
 
 def candidates(steps):
@@ -78,8 +81,8 @@ def score(betas, diffusion, model, reference, rate):
 def search():
     if not FLAGS.model_dir:
         raise UserError("--model_dir is required (a trained model)")
-    evaluate.check_flags("reference")
-    cli.require_positive("steps", "num_samples", "seconds")
+    evaluate.check_flags(FLAGS, "reference")
+    cli.require_positive(FLAGS, "steps", "num_samples", "seconds")
     params = checkpoints.load_params(FLAGS.model_dir)
     checkpoint = checkpoints.find_checkpoint(FLAGS.model_dir, None)
     network = checkpoints.load_model(params, checkpoint)
@@ -122,5 +125,10 @@ def search():
     print(json.dumps(record))
 
 
+def main(argv):
+    """The command with argv (`[program, flags...]`) in this process; returns its exit status."""
+    return cli.main(search, FLAGS, argv, "interrupted; no schedule was written")
+
+
 if __name__ == "__main__":
-    cli.run(search, "interrupted; no schedule was written")
+    cli.run(main)

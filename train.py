@@ -37,26 +37,30 @@ import params as params_lib  # noqa: E402
 from diffusion import SNR_REFUSE, SNR_WARN, Diffusion, samplers  # noqa: E402
 from network import DiffWave, checkpoints, runtime  # noqa: E402
 
-cli.define_data_flags()
-cli.define_params_flags()
-cli.define_runtime_flags(distribute=True)
-flags.adopt_module_key_flags(cli)  # --help lists them too
-flags.DEFINE_string("model_dir", "runs/default", "Checkpoints, params.json and TensorBoard logs.")
-flags.DEFINE_integer("max_steps", 100_000, "Train until this global step.")
-flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints (and val loss).")
-flags.DEFINE_integer("log_every", 50, "Steps between progress lines and scalar summaries.")
-flags.DEFINE_integer("sample_every", 5000, "Steps between generated clips in TensorBoard.")
-flags.DEFINE_integer("seed", 0, "Seed for weights, noise and data order.")
+FLAGS = flags.FlagValues()
+cli.define_data_flags(FLAGS)
+cli.define_params_flags(FLAGS)
+cli.define_runtime_flags(FLAGS, distribute=True)
+flags.DEFINE_string("model_dir", "runs/default", "Checkpoints, params.json and TensorBoard logs.",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("max_steps", 100_000, "Train until this global step.", flag_values=FLAGS)
+flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints (and val loss).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("log_every", 50, "Steps between progress lines and scalar summaries.",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("sample_every", 5000, "Steps between generated clips in TensorBoard.",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "Seed for weights, noise and data order.", flag_values=FLAGS)
 flags.DEFINE_string("init_from", None, "Fine-tune: start from the EMA weights of this model "
                     "folder's latest checkpoint (a --model_dir, or pretrained/NAME), keeping its "
                     "architecture and diffusion params; step counter and optimiser start fresh. "
-                    "A --model_dir that already has checkpoints resumes instead.")
+                    "A --model_dir that already has checkpoints resumes instead.",
+                    flag_values=FLAGS)
 flags.DEFINE_boolean("recompute", False, "Keep only each residual layer's input for the "
                      "backward pass and recompute the rest there: about half the training "
-                     "memory for about a fifth more time (bench/README.md).")
+                     "memory for about a fifth more time (bench/README.md).", flag_values=FLAGS)
 flags.DEFINE_boolean("allow_high_snr", False, "Train even when the noise schedule leaves more "
-                     f"than {SNR_REFUSE} terminal signal-to-noise ratio.")
-FLAGS = flags.FLAGS
+                     f"than {SNR_REFUSE} terminal signal-to-noise ratio.", flag_values=FLAGS)
 
 SAMPLES_SHOWN = 2
 
@@ -362,7 +366,7 @@ def resolve_params(model_dir, init_from=None):
         saved, source = checkpoints.load_params(init_from), f"--init_from={init_from}"
         advice = "drop those flags to fine-tune it, or train from scratch without --init_from"
     preset = FLAGS.preset if FLAGS["preset"].present else None
-    return params_lib.resolve(preset, cli.params_overrides(), saved, source, advice)
+    return params_lib.resolve(preset, cli.params_overrides(FLAGS), saved, source, advice)
 
 
 def init_checkpoint(params, init_from):
@@ -410,9 +414,9 @@ def check_schedule(diffusion, data_variance, allow_high_snr):
 def train():
     model_dir = FLAGS.model_dir
     # First: threads and a multi-worker cluster can only be set before TensorFlow runs an op.
-    cli.configure_runtime()
+    cli.configure_runtime(FLAGS)
     strategy = runtime.make_strategy(FLAGS.strategy)
-    cli.require_positive("max_steps", "checkpoint_every", "log_every", "sample_every")
+    cli.require_positive(FLAGS, "max_steps", "checkpoint_every", "log_every", "sample_every")
     if os.path.exists(model_dir) and not os.path.isdir(model_dir):
         raise params_lib.UserError(f"--model_dir={model_dir} is a file; give a folder")
     params = resolve_params(model_dir, FLAGS.init_from)
@@ -440,7 +444,7 @@ def train():
     os.makedirs(model_dir, exist_ok=True)
     lock = lock or (checkpoints.lock_model_dir(model_dir) if chief else None)  # noqa: F841
     params.save(os.path.join(model_dir, "params.json"))
-    dilated_conv, said = cli.dilated_conv(training=True)
+    dilated_conv, said = cli.dilated_conv(FLAGS, training=True)
     print("\n".join(filter(None, [KERNELS[1], said])), flush=True)
     trainer = Trainer(params, clip_cache, model_dir, strategy, FLAGS.jit, dilated_conv,
                       FLAGS.recompute, init_from)
@@ -452,5 +456,11 @@ def train():
         sys.exit(stop.exit_code)
 
 
+def main(argv):
+    """The command with argv (`[program, flags...]`) in this process; returns its exit status."""
+    return cli.main(train, FLAGS, argv, "interrupted; re-run the same command to resume from "
+                    "the last checkpoint")
+
+
 if __name__ == "__main__":
-    cli.run(train, "interrupted; re-run the same command to resume from the last checkpoint")
+    cli.run(main)

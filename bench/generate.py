@@ -44,8 +44,8 @@ flags.DEFINE_float("long_seconds", 600.0, "Clip length of the memory run.")
 flags.DEFINE_integer("window", 65536, "generate.py's --window.")
 flags.DEFINE_integer("forward_samples", 7350, "Samples of the one-evaluation timing.")
 flags.DEFINE_list("measure", ["forward", "fast6", "ddim50", "ddpm", "rss"], "What to measure.")
-cli.define_runtime_flags(distribute=False)
 FLAGS = flags.FLAGS
+cli.define_runtime_flags(FLAGS, distribute=False)
 
 
 def forward_ms(network, samples, repeats=10):
@@ -86,9 +86,9 @@ def peak_rss_mb(params, network, seconds):
 
 
 def main(_):
-    cli.configure_runtime()
+    cli.configure_runtime(FLAGS)
     params = params_lib.preset(FLAGS.preset)
-    dilated_conv, said = cli.dilated_conv(training=False)
+    dilated_conv, said = cli.dilated_conv(FLAGS, training=False)
     print(KERNELS[1], said, sep="\n", file=sys.stderr)
     network = DiffWave(params, dilated_conv).build_for()
     diffusion = Diffusion.from_params(params)

@@ -24,31 +24,31 @@ KERNELS = kernels.choose("train")  # train.py's choice, before TensorFlow loads
 from common import machine, matmul_peak_gflops  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 import cli  # noqa: E402
 import params as params_lib  # noqa: E402
 from network import runtime  # noqa: E402
 
-import train  # noqa: E402  (defines train.py's flags, which select what is timed)
+import train  # noqa: E402
 
+FLAGS = train.FLAGS  # train.py's flags select what is timed
 # The fastest precision here: bfloat16 only where the CPU has it in hardware.
-flags.FLAGS.set_default("precision",
-                        "mixed_bfloat16" if runtime.has_bfloat16_hardware() else "float32")
-flags.DEFINE_integer("batch", 4, "Clips per step (the global batch).")
-flags.DEFINE_integer("samples", 16000, "Samples per clip.")
-flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, oneDNN kernel choice).")
-flags.DEFINE_integer("steps", 5, "Timed steps.")
-FLAGS = flags.FLAGS
+FLAGS.set_default("precision", "mixed_bfloat16" if runtime.has_bfloat16_hardware() else "float32")
+flags.DEFINE_integer("batch", 4, "Clips per step (the global batch).", flag_values=FLAGS)
+flags.DEFINE_integer("samples", 16000, "Samples per clip.", flag_values=FLAGS)
+flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, oneDNN kernel choice).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("steps", 5, "Timed steps.", flag_values=FLAGS)
 
 
-def main(_):
-    cli.configure_runtime()
+def bench():
+    cli.configure_runtime(FLAGS)
     strategy = runtime.make_strategy(FLAGS.strategy)
     params = params_lib.preset(FLAGS.preset, batch_size=FLAGS.batch,
                                clip_samples=FLAGS.samples)
     with tempfile.TemporaryDirectory() as model_dir:
-        dilated_conv, said = cli.dilated_conv(training=True)
+        dilated_conv, said = cli.dilated_conv(FLAGS, training=True)
         print(KERNELS[1], said, sep="\n", file=sys.stderr)
         trainer = train.Trainer(params, None, model_dir, strategy, FLAGS.jit, dilated_conv,
                                 FLAGS.recompute)
@@ -85,4 +85,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run(lambda argv: cli.main(bench, FLAGS, argv, "interrupted"))

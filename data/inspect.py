@@ -16,16 +16,21 @@ cli.quiet_tensorflow()
 
 import data  # noqa: E402
 
-cli.define_data_flags()
-cli.define_params_flags()
-flags.adopt_module_key_flags(cli)  # --help lists them too
-FLAGS = flags.FLAGS
+FLAGS = flags.FlagValues()
+cli.define_data_flags(FLAGS)
+cli.define_params_flags(FLAGS)
 
 
 def inspect():
-    clip_cache = data.prepare(cli.params_from_flags(), FLAGS.data_dir, FLAGS.cache_dir)
+    clip_cache = data.prepare(cli.params_from_flags(FLAGS), FLAGS.data_dir, FLAGS.cache_dir)
     print(json.dumps({**clip_cache.manifest, "cache": clip_cache.folder}, indent=2))
 
 
+def main(argv):
+    """The command with argv (`[program, flags...]`) in this process; returns its exit status."""
+    return cli.main(inspect, FLAGS, argv,
+                    "interrupted; a half-built cache is removed on the next run")
+
+
 if __name__ == "__main__":
-    cli.run(inspect, "interrupted; a half-built cache is removed on the next run")
+    cli.run(main)

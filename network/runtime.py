@@ -23,8 +23,12 @@ def configure(precision="float32", intra_op_threads=0, inter_op_threads=0):
                         ("inter_op_threads", inter_op_threads)):
         if value < 0:
             raise UserError(f"--{name} must be >= 0 (got {value}); 0 lets TensorFlow choose")
-    tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
-    tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+    # 0 is TensorFlow's own default: left unset, which also lets a process that has already
+    # run TensorFlow (a test running the commands in-process) configure again.
+    if intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+    if inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
     keras.mixed_precision.set_dtype_policy(precision)
     warning = precision_warning(precision)
     if warning:

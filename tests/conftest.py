@@ -1,9 +1,14 @@
-"""Shared helpers: tests make their own audio in temporary folders."""
+"""Shared helpers: tests make their own audio in temporary folders, and run the commands either
+in this process (`command`) or, where the process itself is the subject, as one (`run`)."""
 
+import contextlib
+import importlib
+import io
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -13,7 +18,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 SHARED_MUSIC = os.path.join(ROOT, "..", "shared", "audio", "music")
 
+import cli  # noqa: E402
 import params as params_lib  # noqa: E402
+
+# As every command does first: TensorFlow's C++ start-up lines would land in what tests capture.
+cli.quiet_tensorflow()
 
 # What every training run in the tests trains: the tiny preset on a few built-in tones, cut to
 # two residual layers (dilations 1 and 2), because tracing a training step costs about a second
@@ -46,10 +55,64 @@ def cache_dir(tmp_path):
 
 
 def run(*args, env_extra=None):
-    """A command of this project (`python ARGS` in the repository root), as a user runs it."""
+    """A command of this project (`python ARGS` in the repository root) in a new process, as a
+    user runs it: for what only a process shows (start-up, kernels chosen from the environment,
+    signals, resource limits, devices made before TensorFlow starts)."""
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
                           env=env, timeout=300)
+
+
+@contextlib.contextmanager
+def _captured_output():
+    """File descriptors 1 and 2 (Python's, absl's and TensorFlow's C++ output alike) into two
+    temporary files while the block runs; yields {"stdout": file, "stderr": file}."""
+    from absl import logging as absl_logging
+    absl_handler = absl_logging.get_absl_handler().python_handler
+    saved = (sys.stdout, sys.stderr, absl_handler.stream, os.dup(1), os.dup(2))
+    files = {"stdout": tempfile.TemporaryFile(), "stderr": tempfile.TemporaryFile()}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        for number, file in enumerate(files.values(), 1):
+            os.dup2(file.fileno(), number)
+        sys.stdout, sys.stderr = (io.TextIOWrapper(open(number, "wb", closefd=False),
+                                                   write_through=True) for number in (1, 2))
+        absl_handler.stream = sys.stderr
+        yield files
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr, absl_handler.stream = saved[:3]
+        for number, descriptor in enumerate(saved[3:], 1):
+            os.dup2(descriptor, number)
+            os.close(descriptor)
+
+
+def command(script, *args):
+    """`python SCRIPT ARGS` (a command of this project: "train.py", or "-m", "data.inspect") run in
+    this process through the command's `main(argv)`, for tests whose subject is what it does,
+    not the process: a few seconds less than `run` each, TensorFlow's start-up. Returns
+    subprocess.CompletedProcess with its exit status and what it wrote to stdout and stderr.
+    The dtype policy a --precision flag set is put back afterwards."""
+    import keras
+    if script == "-m":  # python -m MODULE ARGS
+        script, *args = args
+    module = importlib.import_module(script.removesuffix(".py"))
+    directory = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        with _captured_output() as files:
+            returncode = module.main([script, *args])
+    finally:
+        os.chdir(directory)
+        keras.mixed_precision.set_dtype_policy("float32")
+    output = {}
+    for name, file in files.items():
+        file.seek(0)
+        output[name] = file.read().decode()
+        file.close()
+    return subprocess.CompletedProcess([script, *args], returncode, **output)
 
 
 def copy_model(model_dir, tmp_path):
@@ -65,7 +128,7 @@ def model_dir(tmp_path_factory):
     a trained model dir (read-only: copy it to change it). Its clip cache is the folder `cache`
     beside it."""
     workspace = tmp_path_factory.mktemp("trained")
-    result = run("train.py", *TINY, "--max_steps=30", "--checkpoint_every=15",
+    result = command("train.py", *TINY, "--max_steps=30", "--checkpoint_every=15",
                  f"--model_dir={workspace / 'model'}", f"--cache_dir={workspace / 'cache'}")
     assert result.returncode == 0, result.stderr
     return workspace / "model"

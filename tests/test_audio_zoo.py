@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 import data
-from conftest import run, tone, write_audio
+from conftest import command, tone, write_audio
 from data import cache
 
 FREQUENCY = 300.0  # every decodable file holds this tone, so decoded values can be checked
@@ -112,8 +112,8 @@ def test_each_file_is_decoded_or_skipped_with_one_warning(zoo, tiny_params, cach
 
 def test_inspect_lists_every_skip(zoo, tmp_path):
     folder, decodable, skipped = zoo
-    result = run("-m", "data.inspect", f"--data_dir={folder}", "--preset=tiny",
-                 "--clip_samples=1024", f"--cache_dir={tmp_path}")
+    result = command("-m", "data.inspect", f"--data_dir={folder}", "--preset=tiny",
+                     "--clip_samples=1024", f"--cache_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     listed = {os.path.basename(item["path"]) for item in report["files_skipped"]}

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import params as params_lib
-from conftest import ROOT, copy_model, run
+from conftest import ROOT, command, copy_model, run
 from network import DiffWave
 
 
@@ -40,13 +40,15 @@ def assert_one_line_refusal(result, expected):
 ])
 def test_train_refuses_bad_flags_and_creates_no_model_dir(tmp_path, flags, expected):
     target = tmp_path / "model"
-    result = run("train.py", "--preset=tiny", f"--model_dir={target}",
+    result = command("train.py", "--preset=tiny", f"--model_dir={target}",
                  f"--cache_dir={tmp_path / 'cache'}", *flags)
     assert_one_line_refusal(result, expected)
     assert not target.exists()
 
 
-def test_train_refuses_a_model_dir_that_is_a_file(tmp_path):
+def test_train_refuses_a_model_dir_that_is_a_file_in_one_line_from_a_fresh_process(tmp_path):
+    """A new process, as a user starts it: nothing TensorFlow prints at start-up joins the line
+    (the other refusals run in the test's process: `command`)."""
     (tmp_path / "model").write_text("")
     assert_one_line_refusal(run("train.py", "--preset=tiny", f"--model_dir={tmp_path / 'model'}"),
                             "is a file")
@@ -69,7 +71,8 @@ def test_train_refuses_a_model_dir_that_is_a_file(tmp_path):
 def test_generate_refuses_bad_flags_and_writes_nothing(model_dir, tmp_path, flags,
                                                        expected):
     output_dir = tmp_path / "out"
-    result = run("generate.py", f"--model_dir={model_dir}", f"--output_dir={output_dir}", *flags)
+    result = command("generate.py", f"--model_dir={model_dir}", f"--output_dir={output_dir}",
+                     *flags)
     assert_one_line_refusal(result, expected)
     assert not output_dir.exists()
 
@@ -123,7 +126,7 @@ def test_generate_refuses_broken_model_dirs_and_misfit_flags(model_dir, tmp_path
         (tmp_path / "a_file").write_text("")
         output_dir = tmp_path / "a_file" / "out"
     length = [] if case == "zero seconds" else ["--seconds=1"]
-    result = run("generate.py", f"--model_dir={model_dir}", *make_flags(model_dir, tmp_path),
+    result = command("generate.py", f"--model_dir={model_dir}", *make_flags(model_dir, tmp_path),
                  *length, f"--output_dir={output_dir}")
     assert_one_line_refusal(result, expected)
     assert not os.path.exists(output_dir)
@@ -140,9 +143,9 @@ def test_broken_params_json_is_refused_by_both_commands(model_dir, tmp_path,
     values = json.loads((copy / "params.json").read_text())
     change(values)
     (copy / "params.json").write_text(json.dumps(values))
-    assert_one_line_refusal(run("generate.py", f"--model_dir={copy}",
+    assert_one_line_refusal(command("generate.py", f"--model_dir={copy}",
                                 f"--output_dir={tmp_path / 'out'}"), expected)
-    assert_one_line_refusal(run("train.py", f"--model_dir={copy}", "--max_steps=40",
+    assert_one_line_refusal(command("train.py", f"--model_dir={copy}", "--max_steps=40",
                                 f"--cache_dir={tmp_path / 'cache'}"), expected)
     assert not (tmp_path / "out").exists()
 
@@ -151,9 +154,9 @@ def test_truncated_checkpoint_is_refused_by_both_commands(model_dir, tmp_path):
     copy = copy_model(model_dir, tmp_path)
     [data_file] = (copy / "checkpoints").glob("ckpt-30.data-*")
     data_file.write_bytes(data_file.read_bytes()[:1000])
-    assert_one_line_refusal(run("generate.py", f"--model_dir={copy}",
+    assert_one_line_refusal(command("generate.py", f"--model_dir={copy}",
                                 f"--output_dir={tmp_path / 'out'}"), "ckpt-30")
-    result = run("train.py", f"--model_dir={copy}", "--max_steps=40",
+    result = command("train.py", f"--model_dir={copy}", "--max_steps=40",
                  f"--cache_dir={tmp_path / 'cache'}")
     assert_one_line_refusal(result, "ckpt-30")
     assert "--checkpoint" not in result.stderr.replace("generate.py can also pick one with "
@@ -173,7 +176,7 @@ def test_checkpoint_with_nan_weights_generates_nothing(model_dir, tmp_path):
     shutil.rmtree(copy / "checkpoints")
     tf.train.CheckpointManager(tf.train.Checkpoint(ema=ema, model=model),
                                str(copy / "checkpoints"), 1).save(checkpoint_number=30)
-    result = run("generate.py", f"--model_dir={copy}", f"--output_dir={tmp_path / 'out'}")
+    result = command("generate.py", f"--model_dir={copy}", f"--output_dir={tmp_path / 'out'}")
     assert_one_line_refusal(result, "NaN or infinite weights")
     assert not (tmp_path / "out").exists()
 
@@ -188,7 +191,7 @@ def test_generate_refuses_what_cannot_fit_in_memory_at_once(model_dir, tmp_path)
 def test_generate_refuses_an_output_name_taken_by_a_folder_before_any_work(
         model_dir, tmp_path):
     (tmp_path / "out" / "ddpm_seed0_001.wav").mkdir(parents=True)
-    result = run("generate.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'out'}",
+    result = command("generate.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'out'}",
                  "--num_samples=2", "--sampler=ddpm")  # ddpm: minutes of work, were it done
     assert_one_line_refusal(result, "ddpm_seed0_001.wav is a folder")
     assert sorted(os.listdir(tmp_path / "out")) == ["ddpm_seed0_001.wav"]
@@ -212,7 +215,7 @@ def test_an_index_naming_a_deleted_checkpoint_generates_from_the_newest(
         model_dir, tmp_path):
     copy = copy_model(model_dir, tmp_path)
     (copy / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-99"\n')
-    result = run("generate.py", f"--model_dir={copy}", f"--output_dir={tmp_path / 'out'}",
+    result = command("generate.py", f"--model_dir={copy}", f"--output_dir={tmp_path / 'out'}",
                  "--seconds=1")
     assert result.returncode == 0, result.stderr
     assert "from " + str(copy / "checkpoints" / "ckpt-30") in result.stderr
@@ -221,7 +224,7 @@ def test_an_index_naming_a_deleted_checkpoint_generates_from_the_newest(
 def test_train_without_params_json_says_that_is_what_is_missing(model_dir, tmp_path):
     copy = copy_model(model_dir, tmp_path)
     (copy / "params.json").unlink()
-    result = run("train.py", f"--model_dir={copy}", "--max_steps=40", "--preset=base",
+    result = command("train.py", f"--model_dir={copy}", "--max_steps=40", "--preset=base",
                  f"--cache_dir={tmp_path / 'cache'}")
     assert_one_line_refusal(result, "but no params.json")
 
@@ -230,10 +233,10 @@ def test_unwritable_cache_and_model_dirs_are_one_line_each(tmp_path):
     """As root nothing is read-only, so the folders are made impossible another way: the cache
     below a file, the model dir's lock file a folder."""
     (tmp_path / "file").write_text("")
-    result = run("train.py", "--preset=tiny", f"--model_dir={tmp_path / 'a'}",
+    result = command("train.py", "--preset=tiny", f"--model_dir={tmp_path / 'a'}",
                  f"--cache_dir={tmp_path / 'file' / 'cache'}")
     assert_one_line_refusal(result, "cannot write the clip cache")
     (tmp_path / "model" / ".train.lock").mkdir(parents=True)
-    result = run("train.py", "--preset=tiny", f"--model_dir={tmp_path / 'model'}",
+    result = command("train.py", "--preset=tiny", f"--model_dir={tmp_path / 'model'}",
                  f"--cache_dir={tmp_path / 'cache'}")
     assert_one_line_refusal(result, "cannot be written")

@@ -6,10 +6,12 @@ import re
 
 import pytest
 
-from conftest import ROOT, run, tone, write_audio
+from conftest import ROOT, command, run, tone, write_audio
 
 
 def test_inspect_prints_one_json_object_and_names_skipped_files(tmp_path):
+    """A new process, as a user starts it: nothing TensorFlow prints joins the JSON on stdout
+    (the other commands' tests run them in the test's process: conftest's `command`)."""
     folder = tmp_path / "music" / "genres_original" / "jazz"
     write_audio(str(folder / "jazz.00000.wav"), tone(3, 22050), 22050)
     (folder / "jazz.00054.wav").write_bytes(b"\x00" * 100)  # GTZAN's broken file, roughly
@@ -28,8 +30,8 @@ def test_inspect_prints_one_json_object_and_names_skipped_files(tmp_path):
 
 
 def test_inspect_without_data_dir_uses_built_in_tones(tmp_path):
-    result = run("-m", "data.inspect", "--preset=tiny", "--synthetic_tones=16",
-                 f"--cache_dir={tmp_path}")
+    result = command("-m", "data.inspect", "--preset=tiny", "--synthetic_tones=16",
+                     f"--cache_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["source"] == "built-in tones" and report["files_used"] == 16
@@ -41,7 +43,7 @@ def test_inspect_without_data_dir_uses_built_in_tones(tmp_path):
     (["--clip_samples=0"], "clip_samples must be > 0"),
 ])
 def test_inspect_errors_are_one_line_without_traceback(tmp_path, args, message):
-    result = run("-m", "data.inspect", f"--cache_dir={tmp_path}", *args)
+    result = command("-m", "data.inspect", f"--cache_dir={tmp_path}", *args)
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert result.stdout == ""

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import params as params_lib
-from conftest import ROOT, TINY, copy_model, run
+from conftest import ROOT, TINY, command, copy_model, run
 from network import DiffWave
 from test_bad_input import assert_one_line_refusal
 
@@ -28,7 +28,7 @@ tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices("CPU")[0],
     [tf.config.LogicalDeviceConfiguration()] * int(sys.argv[1]))
 import train
-cli.run(train.train, "interrupted", argv=["train.py"] + sys.argv[2:])
+sys.exit(train.main(["train.py"] + sys.argv[2:]))
 """
 
 
@@ -90,8 +90,8 @@ def test_two_logical_cpus_train_like_one_device(workspace):
 
 def test_xla_training_takes_the_same_steps(workspace):
     flags = ["--max_steps=4", "--checkpoint_every=4"]
-    plain = run("train.py", *tiny_flags(workspace, workspace / "plain", *flags))
-    compiled = run("train.py", "--jit", *tiny_flags(workspace, workspace / "jit", *flags))
+    plain = command("train.py", *tiny_flags(workspace, workspace / "plain", *flags))
+    compiled = command("train.py", "--jit", *tiny_flags(workspace, workspace / "jit", *flags))
     assert plain.returncode == 0 and compiled.returncode == 0, compiled.stderr
     assert len(losses(compiled.stdout)) == 4
     np.testing.assert_allclose(losses(compiled.stdout), losses(plain.stdout), atol=2e-4)
@@ -104,11 +104,10 @@ def test_global_batch_not_divisible_by_replicas_is_refused(workspace):
     assert not (workspace / "odd").exists()
 
 
-def test_multiworker_without_tf_config_is_refused(workspace):
-    env = {name: value for name, value in os.environ.items() if name != "TF_CONFIG"}
-    result = subprocess.run([sys.executable, "train.py", "--strategy=multiworker",
-                             *tiny_flags(workspace, workspace / "alone")],
-                            cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+def test_multiworker_without_tf_config_is_refused(workspace, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    result = command("train.py", "--strategy=multiworker",
+                     *tiny_flags(workspace, workspace / "alone"))
     assert_one_line_refusal(result, "needs the TF_CONFIG environment variable")
 
 
@@ -175,12 +174,12 @@ def test_workers_that_find_different_checkpoints_refuse_to_train(workspace, mode
                                               ("mixed_float16", ["--dilation_cycle=1"])])
 def test_mixed_precision_trains_and_resumes_in_float32(workspace, precision, flags):
     model_dir = workspace / precision
-    mixed = run("train.py", f"--precision={precision}",
+    mixed = command("train.py", f"--precision={precision}",
                 *tiny_flags(workspace, model_dir, "--max_steps=20", "--checkpoint_every=10",
                             *flags))
     assert mixed.returncode == 0, mixed.stderr
     assert all(np.isfinite(losses(mixed.stdout)))
-    resumed = run("train.py", "--precision=float32",
+    resumed = command("train.py", "--precision=float32",
                   *tiny_flags(workspace, model_dir, "--max_steps=25", "--checkpoint_every=5",
                               *flags))
     assert resumed.returncode == 0, resumed.stderr
@@ -189,6 +188,6 @@ def test_mixed_precision_trains_and_resumes_in_float32(workspace, precision, fla
 
 
 def test_float16_dilated_training_on_cpu_is_refused(workspace):
-    result = run("train.py", "--precision=mixed_float16",
+    result = command("train.py", "--precision=mixed_float16",
                  *tiny_flags(workspace, workspace / "float16"))
     assert_one_line_refusal(result, "on CPU use --precision=mixed_bfloat16")

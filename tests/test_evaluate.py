@@ -8,7 +8,7 @@ import pytest
 import soundfile
 
 import evaluate
-from conftest import SHARED_MUSIC, run, tone, write_audio
+from conftest import SHARED_MUSIC, command, run, tone, write_audio
 from test_bad_input import assert_one_line_refusal
 
 RATE = 22050
@@ -80,8 +80,8 @@ def test_mel_filterbank_covers_the_spectrum_once():
 def test_cli_prints_one_json_object_and_warns_about_unequal_sizes(folders, tmp_path):
     for index in range(3):
         write_audio(str(tmp_path / "few" / f"{index}.wav"), tone(10, RATE, 300 + 50 * index), RATE)
-    result = run("evaluate.py", f"--generated={tmp_path / 'few'}",
-                 f"--reference={folders / 'first'}")
+    result = command("evaluate.py", f"--generated={tmp_path / 'few'}",
+                     f"--reference={folders / 'first'}")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["generated"] == {"folder": str(tmp_path / "few"), "clips": 3,
@@ -95,13 +95,13 @@ def test_cli_skips_a_broken_file_and_refuses_an_empty_folder(folders, tmp_path):
     (tmp_path / "mixed").mkdir()
     (tmp_path / "mixed" / "broken.wav").write_bytes(b"RIFF....")
     write_audio(str(tmp_path / "mixed" / "fine.wav"), tone(5, RATE), RATE)
-    result = run("evaluate.py", f"--generated={tmp_path / 'mixed'}",
-                 f"--reference={folders / 'first'}")
+    result = command("evaluate.py", f"--generated={tmp_path / 'mixed'}",
+                     f"--reference={folders / 'first'}")
     assert result.returncode == 0, result.stderr
     assert "skipped" in result.stderr and "broken.wav" in result.stderr
     assert json.loads(result.stdout)["generated"]["clips"] == 1
     (tmp_path / "empty").mkdir()
-    assert_one_line_refusal(run("evaluate.py", f"--generated={tmp_path / 'empty'}",
-                                f"--reference={folders / 'first'}"), "no usable audio files")
+    assert_one_line_refusal(command("evaluate.py", f"--generated={tmp_path / 'empty'}",
+                                    f"--reference={folders / 'first'}"), "no usable audio files")
     assert_one_line_refusal(run("evaluate.py", f"--generated={tmp_path / 'nowhere'}",
                                 f"--reference={folders / 'first'}"), "not an existing folder")

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import TINY, run
+from conftest import TINY, command
 
 
 def generate(model_dir, output_dir, *flags):
-    return run("generate.py", f"--model_dir={model_dir}", f"--output_dir={output_dir}", *flags)
+    return command("generate.py", f"--model_dir={model_dir}", f"--output_dir={output_dir}",
+                   *flags)
 
 
 def written(result):
@@ -101,7 +102,7 @@ def test_corrector_steps_change_the_clip_and_cost_network_calls(model_dir, tmp_p
 
 def test_continuous_noise_conditioning_trains_tiny_and_generates(tmp_path):
     model_dir = tmp_path / "continuous"
-    trained = run("train.py", *TINY, "--max_steps=30",
+    trained = command("train.py", *TINY, "--max_steps=30",
                   "--log_every=10", "--noise_conditioning=continuous",
                   f"--model_dir={model_dir}", f"--cache_dir={tmp_path / 'cache'}")
     assert trained.returncode == 0, trained.stderr

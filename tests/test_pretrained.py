@@ -8,7 +8,7 @@ import soundfile
 
 import evaluate
 import params as params_lib
-from conftest import ROOT, SHARED_MUSIC, run
+from conftest import ROOT, SHARED_MUSIC, command
 
 PRETRAINED = os.path.join(ROOT, "pretrained", "soundtracks-cpu")
 
@@ -19,8 +19,8 @@ def test_the_shipped_model_is_the_cpu_preset():
 
 
 def test_the_shipped_model_generates_finite_music_like_audio_of_the_asked_length(tmp_path):
-    result = run("generate.py", f"--model_dir={PRETRAINED}", f"--output_dir={tmp_path}",
-                 "--seconds=2", "--num_samples=4", "--batch_size=4")
+    result = command("generate.py", f"--model_dir={PRETRAINED}", f"--output_dir={tmp_path}",
+                     "--seconds=2", "--num_samples=4", "--batch_size=4")
     assert result.returncode == 0, result.stderr
     paths = [line for line in result.stdout.splitlines() if line.endswith(".wav")]
     clips = [soundfile.read(path, dtype="float32") for path in paths]

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 import params as params_lib
-from conftest import ROOT, TINY, copy_model, run
+from conftest import ROOT, TINY, command, copy_model
 from network import checkpoints
 
 CHECKPOINT_EVERY = 10
@@ -91,8 +91,8 @@ def test_sigterm_and_sigint_save_the_step_reached(tmp_path, signal_number):
     assert stopped_at >= seen and saved_steps(model_dir)[-1] == stopped_at
     assert "Traceback" not in stderr
     assert_every_checkpoint_loads(model_dir)
-    resumed = run(*TRAIN, f"--model_dir={model_dir}", f"--cache_dir={tmp_path / 'cache'}",
-                  f"--max_steps={stopped_at + 2}")
+    resumed = command(*TRAIN, f"--model_dir={model_dir}", f"--cache_dir={tmp_path / 'cache'}",
+                      f"--max_steps={stopped_at + 2}")
     assert resumed.returncode == 0 and f"resuming from step {stopped_at}" in resumed.stdout
 
 
@@ -102,8 +102,8 @@ def test_a_deleted_index_file_resumes_from_the_newest_checkpoint_and_overwrites_
     trained = {path: open(path, "rb").read()
                for path in glob.glob(f"{model_dir}/checkpoints/ckpt-30.*")}
     (model_dir / "checkpoints" / "checkpoint").unlink()
-    again = run(*TRAIN, f"--model_dir={model_dir}", f"--cache_dir={tmp_path / 'cache'}",
-                "--max_steps=32")
+    again = command(*TRAIN, f"--model_dir={model_dir}", f"--cache_dir={tmp_path / 'cache'}",
+                    "--max_steps=32")
     assert again.returncode == 0, again.stderr
     assert "resuming from step 30" in again.stdout and "checkpoint was missing" in again.stderr
     assert all(open(path, "rb").read() == data for path, data in trained.items())
@@ -115,13 +115,13 @@ def test_a_second_train_on_the_same_model_dir_is_refused_and_a_killed_one_leaves
     model_dir, cache = tmp_path / "model", tmp_path / "cache"
     first = start(model_dir, cache, 100000)
     read_until(first, 1)
-    second = run(*TRAIN, f"--model_dir={model_dir}", f"--cache_dir={cache}", "--max_steps=5")
+    second = command(*TRAIN, f"--model_dir={model_dir}", f"--cache_dir={cache}", "--max_steps=5")
     lines = second.stderr.strip().splitlines()
     assert second.returncode == 1 and len(lines) == 1, second.stderr
     assert f"is being trained by train.py, process {first.pid}" in lines[0]
     first.kill()
     first.wait()
-    third = run(*TRAIN, f"--model_dir={model_dir}", f"--cache_dir={cache}", "--max_steps=2")
+    third = command(*TRAIN, f"--model_dir={model_dir}", f"--cache_dir={cache}", "--max_steps=2")
     assert third.returncode == 0, third.stderr
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import copy_model, run, tone, write_audio
+from conftest import command, copy_model, tone, write_audio
 from test_bad_input import assert_one_line_refusal
 from test_generate import generate, read_all, written
 
@@ -16,9 +16,9 @@ def searched(model_dir, tmp_path):
     for index in range(3):
         write_audio(str(tmp_path / "reference" / f"{index}.wav"),
                     tone(2, 7350, 200 + 100 * index, amplitude=0.3), 7350)
-    result = run("search_schedule.py", f"--model_dir={copy}", "--steps=4",
-                 f"--reference={tmp_path / 'reference'}", "--num_samples=2", "--seconds=0.5",
-                 "--max_candidates=3")
+    result = command("search_schedule.py", f"--model_dir={copy}", "--steps=4",
+                     f"--reference={tmp_path / 'reference'}", "--num_samples=2",
+                     "--seconds=0.5", "--max_candidates=3")
     return copy, result
 
 
@@ -45,9 +45,9 @@ def test_search_writes_the_best_schedule_and_generate_uses_it(searched, tmp_path
 def test_a_spent_budget_stops_after_the_first_candidate(model_dir, tmp_path):
     copy = copy_model(model_dir, tmp_path)
     write_audio(str(tmp_path / "reference" / "a.wav"), tone(2, 7350, 300, amplitude=0.3), 7350)
-    result = run("search_schedule.py", f"--model_dir={copy}", "--steps=6",
-                 f"--reference={tmp_path / 'reference'}", "--num_samples=1", "--seconds=0.3",
-                 "--budget_minutes=0")
+    result = command("search_schedule.py", f"--model_dir={copy}", "--steps=6",
+                     f"--reference={tmp_path / 'reference'}", "--num_samples=1",
+                     "--seconds=0.3", "--budget_minutes=0")
     assert result.returncode == 0, result.stderr
     assert "time budget of 0 minutes spent" in result.stderr
     record = json.loads(result.stdout.splitlines()[-1])
@@ -57,5 +57,6 @@ def test_a_spent_budget_stops_after_the_first_candidate(model_dir, tmp_path):
 
 
 def test_search_refuses_a_missing_reference(model_dir, tmp_path):
-    assert_one_line_refusal(run("search_schedule.py", f"--model_dir={model_dir}",
-                                f"--reference={tmp_path / 'nowhere'}"), "not an existing folder")
+    assert_one_line_refusal(command("search_schedule.py", f"--model_dir={model_dir}",
+                                    f"--reference={tmp_path / 'nowhere'}"),
+                            "not an existing folder")

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, copy_model, run
+from conftest import TINY, command, copy_model, run
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def workspace(tmp_path_factory):
 
 
 def train(workspace, model_dir, *flags):
-    return run("train.py", *TINY, f"--model_dir={model_dir}",
+    return command("train.py", *TINY, f"--model_dir={model_dir}",
                f"--cache_dir={workspace / 'cache'}", "--log_every=10", *flags)
 
 
@@ -125,14 +125,14 @@ def test_the_first_steps_are_shown_at_once_and_clips_shorter_than_a_frame_train(
     assert "Sharding callback" not in result.stderr  # TensorFlow's INFO lines stay hidden
 
 
-@pytest.mark.parametrize("command, wanted", [
+@pytest.mark.parametrize("script, wanted", [
     ("train.py", ["--data_dir", "--preset", "--batch_size", "--precision", "--model_dir",
                   "--max_steps", "--dilated_conv", "--cache_dir", "--strategy"]),
     ("generate.py", ["--model_dir", "--seconds", "--precision", "--jit", "--intra_op_threads",
                      "--sampler"]),
 ])
-def test_help_lists_every_flag_the_readme_uses_and_exits_0(command, wanted):
-    full, short = run(command, "--help"), run(command, "--helpshort")
+def test_help_lists_every_flag_the_readme_uses_and_exits_0(script, wanted):
+    full, short = command(script, "--help"), command(script, "--helpshort")
     assert full.returncode == 0 and short.returncode == 0, full.stderr + short.stderr
     for flag in wanted:  # booleans read --[no]jit in absl's help
         assert re.search(rf"  --(\[no\])?{flag[2:]}:", full.stdout), flag
