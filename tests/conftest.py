@@ -132,3 +132,16 @@ def model_dir(tmp_path_factory):
                  f"--model_dir={workspace / 'model'}", f"--cache_dir={workspace / 'cache'}")
     assert result.returncode == 0, result.stderr
     return workspace / "model"
+
+
+# The modules that take longest (each a minute or more on two cores: they train, or start
+# processes), longest first. pytest-xdist hands whole modules to its workers in collection
+# order (pytest.ini: --dist=loadscope), so running these first lets both workers end together
+# instead of one finishing a long module alone.
+LONGEST_FIRST = ["test_reliability.py", "test_distribute.py", "test_train.py",
+                 "test_diffusion.py", "test_bad_input.py", "test_network.py"]
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: (LONGEST_FIRST.index(item.path.name)
+                                 if item.path.name in LONGEST_FIRST else len(LONGEST_FIRST)))
