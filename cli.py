@@ -154,19 +154,16 @@ def require_positive(flag_values, *names):
 # --- running a command -------------------------------------------------------------------
 
 def help_text(asked, flag_values, doc=""):
-    """What a help flag prints: --helpshort one line per flag of the command, --help the
-    command's `doc` and its flags' descriptions, --helpfull absl's own flags too."""
-    text = (f"{doc.strip()}\n\n{flag_values.get_help()}\n\n"
-            "--helpshort lists the flags in one line each; --helpfull adds absl's own.")
-    if asked == "--helpfull":
-        return f"{text}\n\n{flags.FLAGS.get_help()}"
+    """What a help flag prints: --helpshort one line per flag of the command, the others the
+    command's `doc` and its flags' descriptions."""
     if asked == "--helpshort":
         own = sorted({flag for module_flags in flag_values.flags_by_module_dict().values()
                       for flag in module_flags}, key=lambda flag: flag.name)
         return "\n".join(f"  --{flag.name}={'' if flag.default is None else flag.default}"
                          f"  {flag.help.split(': ', 1)[-1].split('. ')[0][:70]}"
                          for flag in own)
-    return text
+    return (f"{doc.strip()}\n\n{flag_values.get_help()}\n\n"
+            "--helpshort lists the flags in one line each.")
 
 
 def parse_flags(argv, flag_values, doc=""):
