@@ -147,7 +147,8 @@ def test_the_moving_average_warms_up_then_decays_at_ema_decay(tmp_path):
     import params as params_lib
     import train as train_lib
 
-    params = params_lib.preset("tiny", batch_size=2, clip_samples=256, learning_rate=1e-2)
+    params = params_lib.preset("tiny", batch_size=2, clip_samples=256, learning_rate=1e-2,
+                               residual_layers=2)
     trainer = train_lib.Trainer(params, None, str(tmp_path), dilated_conv="folded")
     x0 = 0.1 * tf.random.normal([2, 256, 1], seed=1)
     batch = (x0, tf.constant([3.0, 30.0]), tf.random.normal([2, 256, 1], seed=2))
@@ -174,7 +175,7 @@ def test_gradients_are_clipped_to_their_global_norm(tmp_path, gradient_clip):
     import train as train_lib
 
     params = params_lib.preset("tiny", batch_size=2, clip_samples=256,
-                               gradient_clip=gradient_clip)
+                               gradient_clip=gradient_clip, residual_layers=2)
     trainer = train_lib.Trainer(params, None, str(tmp_path), dilated_conv="folded")
     x0 = 0.1 * tf.random.normal([2, 256, 1], seed=1)
     batch = (x0, tf.constant([3.0, 30.0]), tf.random.normal([2, 256, 1], seed=2))
