@@ -2,6 +2,7 @@
 in this process (`command`) or, where the process itself is the subject, as one (`run`)."""
 
 import contextlib
+import fcntl
 import importlib
 import io
 import os
@@ -123,20 +124,30 @@ def copy_model(model_dir, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory):
-    """TINY trained for 30 steps, checkpoints at 15 and 30: one run for every module that needs
-    a trained model dir (read-only: copy it to change it). Its clip cache is the folder `cache`
-    beside it."""
-    workspace = tmp_path_factory.mktemp("trained")
-    result = command("train.py", *TINY, "--max_steps=30", "--checkpoint_every=15",
-                 f"--model_dir={workspace / 'model'}", f"--cache_dir={workspace / 'cache'}")
-    assert result.returncode == 0, result.stderr
+def model_dir(tmp_path_factory, worker_id):
+    """TINY trained for 30 steps, checkpoints at 15 and 30: one run for every test that needs a
+    trained model dir (read-only: copy it to change it). Its clip cache is the folder `cache`
+    beside it. Under pytest-xdist the first worker that needs it trains it in the session's
+    temporary folder, and the others wait for it there (an flock)."""
+    session = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # each worker's folder is one below the session's
+        session = session.parent
+    workspace, done = session / "trained", session / "trained.done"
+    with open(session / "trained.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(workspace, ignore_errors=True)  # what a failed try left
+            result = command("train.py", *TINY, "--max_steps=30", "--checkpoint_every=15",
+                             f"--model_dir={workspace / 'model'}",
+                             f"--cache_dir={workspace / 'cache'}")
+            assert result.returncode == 0, result.stderr
+            done.touch()
     return workspace / "model"
 
 
 # The modules that take longest (each a minute or more on two cores: they train, or start
 # processes), longest first. pytest-xdist hands whole modules to its workers in collection
-# order (pytest.ini: --dist=loadscope), so running these first lets both workers end together
+# order (pytest.ini: --dist=loadscope), so running these first lets the workers end together
 # instead of one finishing a long module alone.
 LONGEST_FIRST = ["test_reliability.py", "test_distribute.py", "test_train.py",
                  "test_diffusion.py", "test_bad_input.py", "test_network.py"]
@@ -145,3 +156,9 @@ LONGEST_FIRST = ["test_reliability.py", "test_distribute.py", "test_train.py",
 def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: (LONGEST_FIRST.index(item.path.name)
                                  if item.path.name in LONGEST_FIRST else len(LONGEST_FIRST)))
+
+
+def pytest_xdist_auto_num_workers(config):
+    """--numprocesses=auto: one worker more than cores (at most 4): while a worker waits for a
+    command's process, or on the trained model another worker is making, a core would idle."""
+    return min(4, len(os.sched_getaffinity(0)) + 1)

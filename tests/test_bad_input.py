@@ -182,7 +182,7 @@ def test_checkpoint_with_nan_weights_generates_nothing(model_dir, tmp_path):
 
 
 def test_generate_refuses_what_cannot_fit_in_memory_at_once(model_dir, tmp_path):
-    result = run("generate.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'out'}",
+    result = command("generate.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'out'}",
                  "--seconds=1e9")
     assert_one_line_refusal(result, "GB of memory, more than the")
     assert not (tmp_path / "out").exists()

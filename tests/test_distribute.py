@@ -68,8 +68,8 @@ def network_weight_count(model_dir):
 
 def test_two_logical_cpus_train_like_one_device(workspace):
     flags = ["--max_steps=6", "--checkpoint_every=6", "--learning_rate=0.01"]
-    one = on_logical_cpus(workspace, 1, "--strategy=default",
-                          *tiny_flags(workspace, workspace / "one", *flags))
+    one = command("train.py", "--strategy=default",
+                  *tiny_flags(workspace, workspace / "one", *flags))
     two = on_logical_cpus(workspace, 2, "--strategy=mirrored",
                           *tiny_flags(workspace, workspace / "two", *flags))
     assert one.returncode == 0, one.stderr
