@@ -2,6 +2,7 @@
 
   python generate.py --model_dir=runs/demo --seconds=30 --num_samples=4 --output_dir=out
   python generate.py --model_dir=runs/gtzan --seconds=600 --sampler=ddim --steps=50
+  python generate.py --model_dir=runs/gtzan --init_audio=song.wav --strength=0.5  # variations
 
 Any length fits in bounded memory: each network call runs on overlapping windows whose halo
 covers the receptive field, which gives exactly the unwindowed result. Same flags and --seed
@@ -24,6 +25,7 @@ cli.quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
+from data import load_audio  # noqa: E402
 from data.audio_files import remove_stale_partial_wavs, resample, write_wav  # noqa: E402
 from diffusion import Diffusion, samplers  # noqa: E402
 from network import checkpoints  # noqa: E402
@@ -63,6 +65,13 @@ flags.DEFINE_integer("corrector_steps", 0, "Langevin corrector steps before each
                      flag_values=FLAGS)
 flags.DEFINE_float("corrector_snr", 0.16, "Signal-to-noise ratio that sets the corrector's "
                    "step size, 2 alpha_t (snr sigma_t)^2.", flag_values=FLAGS)
+flags.DEFINE_string("init_audio", None, "Variations of this audio file (SDEdit): it is "
+                    "brought to the model's rate and level like training data, noised to "
+                    "--strength and denoised again; the clips are as long as the file.",
+                    flag_values=FLAGS)
+flags.DEFINE_float("strength", 0.5, "How much of --init_audio is redrawn: 0 returns it as it is, "
+                   "1 ignores it; in between, the sampler's steps below that fraction of the "
+                   "noise schedule run.", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
 flags.DEFINE_string("output_dir", "samples", "Folder for the WAV files (created if missing).",
                     flag_values=FLAGS)
@@ -203,8 +212,20 @@ def generate():
     output_rate = FLAGS.output_rate or params.sample_rate
     if output_rate <= 0:
         raise UserError(f"--output_rate must be > 0 (got {output_rate})")
-    model_samples, output_samples = clip_lengths(params.sample_rate, output_rate)
-    plan = make_plan(params)
+    plan, start = make_plan(params), None
+    if FLAGS.init_audio is None:
+        if FLAGS["strength"].present:
+            raise UserError("--strength applies to --init_audio; give the file to vary")
+        model_samples, output_samples = clip_lengths(params.sample_rate, output_rate)
+    else:
+        if FLAGS.seconds is not None or FLAGS.samples is not None:
+            raise UserError("--init_audio sets the length (its own); drop --seconds/--samples")
+        plan = samplers.from_audio(plan, Diffusion.from_params(params), FLAGS.strength)
+        start = load_audio(FLAGS.init_audio, params)
+        model_samples = len(start)
+        output_samples = max(1, round(model_samples * output_rate / params.sample_rate))
+        # Strength 1 ignores the input: pure noise, as without it.
+        start = None if FLAGS.strength == 1 else start[None, :, None]
     check_memory(model_samples, output_samples, min(FLAGS.batch_size, FLAGS.num_samples))
     check_output_dir(FLAGS.output_dir)
     if os.path.isdir(FLAGS.output_dir):
@@ -226,7 +247,7 @@ def generate():
         audio = samplers.sample(plan, windowed, [count, model_samples, 1],
                                 samplers.example_noise(FLAGS.seed, first), FLAGS.clip_x0,
                                 corrector_steps=FLAGS.corrector_steps,
-                                corrector_snr=FLAGS.corrector_snr)
+                                corrector_snr=FLAGS.corrector_snr, start=start)
         for offset, clip in enumerate(audio.numpy()[..., 0]):
             # Clipped after resampling, whose filter can overshoot: 16-bit WAV must stay in +-1.
             clip = np.clip(resample(clip, params.sample_rate, output_rate)[:output_samples],

@@ -6,7 +6,7 @@ before anything imports it.
 
 import importlib
 
-PIPELINE = ("ClipCache", "DataError", "prepare", "train_dataset", "val_dataset")
+PIPELINE = ("ClipCache", "DataError", "load_audio", "prepare", "train_dataset", "val_dataset")
 
 
 def __getattr__(name):

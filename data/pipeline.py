@@ -369,3 +369,24 @@ def val_dataset(clip_cache, params, max_clips=VAL_CLIPS):
     clips = cache.clip_dataset(clip_cache.folder, "val", params.clip_samples)
     every = max(1, math.ceil(clip_cache.manifest["val_clips"] / max_clips))
     return clips.shard(every, 0).batch(params.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def load_audio(path, params):
+    """One file as the model hears its training data: mono, brought to input_rate, low-passed
+    and decimated to sample_rate, scaled as a training file is (to target_rms unless that would
+    clip). For audio-to-audio generation (variations).
+
+    Returns:
+      float32 [time] at params.sample_rate.
+    Raises:
+      DataError: the file is missing or not usable audio.
+    """
+    try:
+        audio_files.probe(path, params.input_rate)
+        audio = audio_files.decode_with_soundfile(path, params.input_rate)
+    except (audio_files.BadAudio, OSError) as reason:
+        raise DataError(f"{path}: {first_line(reason)}; give an audio file (.wav .flac .ogg "
+                        ".mp3 .au)") from None
+    decimated = lowpass.decimate(audio, lowpass.design_lowpass(params), params.decimation)
+    decimated = decimated.numpy()
+    return decimated * _gain(lambda: [decimated], params.target_rms)

@@ -121,9 +121,22 @@ def example_noise(seed, first_example):
     return noise
 
 
+def from_audio(plan, diffusion, strength):
+    """SDEdit (Meng et al. 2022): the end of `plan` that a variation of given audio runs, the
+    steps whose noise level is below `strength` (0 to 1) of the way to pure noise, i.e. whose
+    network step is below strength * T. Strength 0 keeps no step (the audio comes back as it
+    is), 1 the whole plan; `sample` with `start` noises the audio to the first kept step's level.
+    """
+    if not 0 <= strength <= 1:
+        raise UserError(f"--strength={strength}: give a number from 0 (the input as it is) to 1 "
+                        "(the input ignored)")
+    return [step for step in plan if step.network_step < strength * diffusion.steps]
+
+
 def sample(plan, model, shape, noise, clip_x0=False, on_step=None, corrector_steps=0,
-           corrector_snr=0.16):
-    """Walks a plan from pure noise.
+           corrector_snr=0.16, start=None):
+    """Walks a plan from pure noise, or from `start` noised to the level of the plan's first step
+    (SDEdit, with `from_audio`'s end of a plan).
 
     Args:
       plan: list of Step (ddpm_plan, ddim_plan, fast_plan).
@@ -135,10 +148,17 @@ def sample(plan, model, shape, noise, clip_x0=False, on_step=None, corrector_ste
       corrector_steps: Langevin corrector steps (`Diffusion.langevin_step`, signal-to-noise
         ratio `corrector_snr`) at each step's noise level before its update: predictor-corrector
         sampling, each corrector step one more network call.
+      start: None (pure noise), or clean audio broadcastable to `shape`, noised with noise(0).
     Returns:
       float32 tensor of `shape`.
     """
     x = noise(0, shape)
+    if start is not None and plan:
+        first = plan[0]
+        x = first.schedule.q_sample(tf.broadcast_to(start, shape),
+                                    tf.fill([shape[0]], first.schedule_step), x)
+    elif start is not None:  # no step to run: the audio as it is
+        x = tf.broadcast_to(start, shape)
     for number, step in enumerate(plan, 1):
         t = tf.fill([shape[0]], tf.constant(step.schedule_step, tf.int32))
         network_steps = tf.fill([shape[0]], tf.constant(step.network_step, tf.float32))

@@ -67,6 +67,10 @@ def test_train_refuses_a_model_dir_that_is_a_file_in_one_line_from_a_fresh_proce
     (["--inter_op_threads=-3"], "--inter_op_threads must be >= 0"),
     (["--corrector_steps=-1"], "--corrector_steps must be >= 0"),
     (["--corrector_snr=0"], "--corrector_snr must be > 0"),
+    (["--strength=0.3"], "--strength applies to --init_audio"),
+    (["--init_audio=/nonexistent/a.wav"], "/nonexistent/a.wav: not readable as audio"),
+    (["--init_audio=/nonexistent/a.wav", "--strength=1.5"], "--strength=1.5: give a number"),
+    (["--init_audio=/nonexistent/a.wav", "--seconds=2"], "--init_audio sets the length"),
 ])
 def test_generate_refuses_bad_flags_and_writes_nothing(model_dir, tmp_path, flags,
                                                        expected):

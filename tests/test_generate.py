@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import TINY, command
+from conftest import TINY, command, tone, write_audio
 
 
 def generate(model_dir, output_dir, *flags):
@@ -114,3 +114,31 @@ def test_continuous_noise_conditioning_trains_tiny_and_generates(tmp_path):
     [(audio, _)] = read_all(written(generate(model_dir, tmp_path / "out", "--samples=2000",
                                              "--fast_schedule=2e-4,3e-3,0.03,0.3")))
     assert audio.shape == (2000,) and np.isfinite(audio).all() and np.abs(audio).max() > 0
+
+
+def test_variations_return_the_input_at_strength_0_ignore_it_at_1_and_follow_it_between(
+        model_dir, tmp_path):
+    """SDEdit on a tone: the clip's likeness to the (resampled, normalised) input falls as
+    --strength rises; at 1 the clip is the one generated without an input."""
+    from data import load_audio
+    from params import Params
+
+    write_audio(str(tmp_path / "in.wav"), tone(1.5, 22050, 330, amplitude=0.5), 22050)
+    heard = load_audio(str(tmp_path / "in.wav"), Params.load(str(model_dir / "params.json")))
+    sampler = ["--sampler=ddim", "--steps=20"]
+    clips = {}
+    for strength in (0, 0.2, 0.8, 1):
+        [(clips[strength], _)] = read_all(written(generate(
+            model_dir, tmp_path / str(strength), f"--init_audio={tmp_path / 'in.wav'}",
+            f"--strength={strength}", *sampler)))
+        assert clips[strength].shape == heard.shape == (round(1.5 * 7350),)
+    np.testing.assert_allclose(clips[0], heard, atol=2 / 32768)  # a 16-bit step of rounding
+    likeness = {strength: np.corrcoef(clip, heard)[0, 1] for strength, clip in clips.items()}
+    assert likeness[0.2] > 0.3 and likeness[0.2] > likeness[0.8] + 0.2
+    [(plain, _)] = read_all(written(generate(model_dir, tmp_path / "plain",
+                                             f"--samples={len(heard)}", *sampler)))
+    np.testing.assert_array_equal(clips[1], plain)
+    [(resampled, rate)] = read_all(written(generate(
+        model_dir, tmp_path / "44k", f"--init_audio={tmp_path / 'in.wav'}", "--strength=0",
+        "--output_rate=44100")))
+    assert rate == 44100 and resampled.shape == (round(1.5 * 44100),)
