@@ -123,23 +123,35 @@ def copy_model(model_dir, tmp_path):
     return copy
 
 
+def _session_folder(tmp_path_factory, worker_id):
+    """The test session's temporary folder, shared by the pytest-xdist workers (each worker's
+    own folder is one below it)."""
+    folder = tmp_path_factory.getbasetemp()
+    return folder if worker_id == "master" else folder.parent
+
+
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory, worker_id):
+def clips(tmp_path_factory, worker_id):
+    """A --cache_dir every test shares that is not about the clip cache itself: each set of
+    data params is preprocessed once in the session (two processes building the same cache at
+    once is safe: the second keeps the first's)."""
+    return _session_folder(tmp_path_factory, worker_id) / "clips"
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, worker_id, clips):
     """TINY trained for 30 steps, checkpoints at 15 and 30: one run for every test that needs a
-    trained model dir (read-only: copy it to change it). Its clip cache is the folder `cache`
-    beside it. Under pytest-xdist the first worker that needs it trains it in the session's
-    temporary folder, and the others wait for it there (an flock)."""
-    session = tmp_path_factory.getbasetemp()
-    if worker_id != "master":  # each worker's folder is one below the session's
-        session = session.parent
+    trained model dir (read-only: copy it to change it); its clips are in `clips`. Under
+    pytest-xdist the first worker that needs it trains it in the session's temporary folder, and
+    the others wait for it there (an flock)."""
+    session = _session_folder(tmp_path_factory, worker_id)
     workspace, done = session / "trained", session / "trained.done"
     with open(session / "trained.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
             shutil.rmtree(workspace, ignore_errors=True)  # what a failed try left
             result = command("train.py", *TINY, "--max_steps=30", "--checkpoint_every=15",
-                             f"--model_dir={workspace / 'model'}",
-                             f"--cache_dir={workspace / 'cache'}")
+                             f"--model_dir={workspace / 'model'}", f"--cache_dir={clips}")
             assert result.returncode == 0, result.stderr
             done.touch()
     return workspace / "model"

@@ -33,8 +33,12 @@ sys.exit(train.main(["train.py"] + sys.argv[2:]))
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    return tmp_path_factory.mktemp("distribute")
+def workspace(tmp_path_factory, clips):
+    """The module's folder; its `cache` is the session's shared clip cache."""
+    folder = tmp_path_factory.mktemp("distribute")
+    clips.mkdir(parents=True, exist_ok=True)
+    (folder / "cache").symlink_to(clips)
+    return folder
 
 
 def tiny_flags(workspace, model_dir, *flags):

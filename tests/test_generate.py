@@ -100,11 +100,11 @@ def test_corrector_steps_change_the_clip_and_cost_network_calls(model_dir, tmp_p
     assert "step 18/18" in corrected.stderr  # 6 fast steps x (1 + 2 correctors)
 
 
-def test_continuous_noise_conditioning_trains_tiny_and_generates(tmp_path):
+def test_continuous_noise_conditioning_trains_tiny_and_generates(tmp_path, clips):
     model_dir = tmp_path / "continuous"
     trained = command("train.py", *TINY, "--max_steps=30",
                   "--log_every=10", "--noise_conditioning=continuous",
-                  f"--model_dir={model_dir}", f"--cache_dir={tmp_path / 'cache'}")
+                  f"--model_dir={model_dir}", f"--cache_dir={clips}")
     assert trained.returncode == 0, trained.stderr
     shown = [line.split() for line in trained.stdout.splitlines() if line.startswith("step ")]
     assert [words[1] for words in shown] == ["1/30", "2/30", "10/30", "20/30", "30/30"]

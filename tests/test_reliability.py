@@ -54,9 +54,9 @@ def assert_every_checkpoint_loads(model_dir):
         checkpoints.load_model(params, prefix, ema=False)
 
 
-def test_sigkill_at_random_moments_then_resume(tmp_path):
+def test_sigkill_at_random_moments_then_resume(tmp_path, clips):
     rng = random.Random(1)
-    model_dir, cache_dir, final = tmp_path / "model", tmp_path / "cache", 80
+    model_dir, cache_dir, final = tmp_path / "model", clips, 80
     # Kill targets: mid-interval steps, and steps whose checkpoint is being written as the
     # progress line arrives (the save follows it at once).
     targets = [rng.randrange(3, 9), 20, rng.randrange(31, 39), 50]
@@ -80,9 +80,9 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
-def test_sigterm_and_sigint_save_the_step_reached(tmp_path, signal_number):
+def test_sigterm_and_sigint_save_the_step_reached(tmp_path, clips, signal_number):
     model_dir = tmp_path / "model"
-    process = start(model_dir, tmp_path / "cache", 100000)
+    process = start(model_dir, clips, 100000)
     _, seen = read_until(process, 15)  # 15: between two checkpoints
     process.send_signal(signal_number)
     stdout, stderr = process.communicate(timeout=120)
@@ -91,18 +91,18 @@ def test_sigterm_and_sigint_save_the_step_reached(tmp_path, signal_number):
     assert stopped_at >= seen and saved_steps(model_dir)[-1] == stopped_at
     assert "Traceback" not in stderr
     assert_every_checkpoint_loads(model_dir)
-    resumed = command(*TRAIN, f"--model_dir={model_dir}", f"--cache_dir={tmp_path / 'cache'}",
+    resumed = command(*TRAIN, f"--model_dir={model_dir}", f"--cache_dir={clips}",
                       f"--max_steps={stopped_at + 2}")
     assert resumed.returncode == 0 and f"resuming from step {stopped_at}" in resumed.stdout
 
 
 def test_a_deleted_index_file_resumes_from_the_newest_checkpoint_and_overwrites_nothing(
-        model_dir, tmp_path):
+        model_dir, tmp_path, clips):
     model_dir = copy_model(model_dir, tmp_path)
     trained = {path: open(path, "rb").read()
                for path in glob.glob(f"{model_dir}/checkpoints/ckpt-30.*")}
     (model_dir / "checkpoints" / "checkpoint").unlink()
-    again = command(*TRAIN, f"--model_dir={model_dir}", f"--cache_dir={tmp_path / 'cache'}",
+    again = command(*TRAIN, f"--model_dir={model_dir}", f"--cache_dir={clips}",
                     "--max_steps=32")
     assert again.returncode == 0, again.stderr
     assert "resuming from step 30" in again.stdout and "checkpoint was missing" in again.stderr
@@ -111,8 +111,8 @@ def test_a_deleted_index_file_resumes_from_the_newest_checkpoint_and_overwrites_
 
 
 def test_a_second_train_on_the_same_model_dir_is_refused_and_a_killed_one_leaves_no_lock(
-        tmp_path):
-    model_dir, cache = tmp_path / "model", tmp_path / "cache"
+        tmp_path, clips):
+    model_dir, cache = tmp_path / "model", clips
     first = start(model_dir, cache, 100000)
     read_until(first, 1)
     second = command(*TRAIN, f"--model_dir={model_dir}", f"--cache_dir={cache}", "--max_steps=5")
@@ -133,9 +133,9 @@ def limited_file_size(size):
     return limit
 
 
-def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(model_dir, tmp_path):
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(model_dir, tmp_path, clips):
     # The clip cache that trained model_dir: only the checkpoint is written under the limit.
-    cache = f"--cache_dir={model_dir.parent / 'cache'}"
+    cache = f"--cache_dir={clips}"
     model_dir = copy_model(model_dir, tmp_path)
     size = sum(os.path.getsize(path) for path in glob.glob(f"{model_dir}/checkpoints/ckpt-30.*"))
     full = subprocess.run([sys.executable, *TRAIN, f"--model_dir={model_dir}", cache,

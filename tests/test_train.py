@@ -12,8 +12,12 @@ from conftest import TINY, command, copy_model, run
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    return tmp_path_factory.mktemp("train")
+def workspace(tmp_path_factory, clips):
+    """The module's folder; its `cache` is the session's shared clip cache."""
+    folder = tmp_path_factory.mktemp("train")
+    clips.mkdir(parents=True, exist_ok=True)
+    (folder / "cache").symlink_to(clips)
+    return folder
 
 
 def train(workspace, model_dir, *flags):

@@ -1,0 +1,86 @@
+"""Exports a model trained by train.py as a TensorFlow SavedModel, for TensorFlow Serving or
+any TensorFlow program, with no code of this project needed to run it.
+
+  python export.py --model_dir=runs/gtzan --output=exported/gtzan/1
+
+Signatures (EMA weights, the fast sampler's plan baked in):
+  generate(seed int64 [], samples int32 []) -> audio float32 [samples] in [-1, 1] at the model's
+    rate: what `generate.py --seed=SEED --samples=SAMPLES` writes as its first file (before
+    16-bit rounding), for the same --fast_schedule.
+  denoise(x_t float32 [batch, time, 1], step float32 [batch]) -> the predicted noise eps: one
+    network evaluation at a (fractional) training step, for samplers of your own.
+"""
+
+import os
+
+from absl import flags
+
+import cli
+from network import kernels
+
+# TensorFlow fixes its CPU kernels when it loads (the export runs no network step; generate's).
+KERNELS = kernels.choose("generate") if __name__ == "__main__" else ("default", "")
+cli.quiet_tensorflow()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from diffusion import Diffusion, samplers  # noqa: E402
+from network import checkpoints  # noqa: E402
+from params import UserError  # noqa: E402
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("model_dir", "runs/default", "The --model_dir that train.py wrote.",
+                    flag_values=FLAGS)
+flags.DEFINE_string("checkpoint", None, "A checkpoint to export instead of the latest (as "
+                    "generate.py's --checkpoint).", flag_values=FLAGS)
+flags.DEFINE_string("output", None, "A new folder for the SavedModel (TensorFlow Serving "
+                    "expects MODEL_NAME/VERSION, e.g. exported/gtzan/1).", flag_values=FLAGS)
+flags.DEFINE_list("fast_schedule", [str(beta) for beta in samplers.FAST_SCHEDULE],
+                  "Inference betas of the baked-in fast sampler, comma separated.",
+                  flag_values=FLAGS)
+
+
+def saved_model(model, plan):
+    """A keras.export.ExportArchive of `model` (a DiffWave) with the two signatures."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def generate(seed, samples):
+        audio = samplers.sample(plan, lambda x, steps: model((x, steps)), [1, samples, 1],
+                                samplers.example_noise(seed, 0))
+        return tf.clip_by_value(audio[0, :, 0], -1.0, 1.0)
+
+    archive.add_endpoint("generate", generate, input_signature=[
+        tf.TensorSpec([], tf.int64, name="seed"), tf.TensorSpec([], tf.int32, name="samples")])
+    archive.add_endpoint("denoise", lambda x_t, step: model((x_t, step)), input_signature=[
+        tf.TensorSpec([None, None, 1], tf.float32, name="x_t"),
+        tf.TensorSpec([None], tf.float32, name="step")])
+    return archive
+
+
+def export():
+    if not FLAGS.output:
+        raise UserError("--output is required: a new folder for the SavedModel")
+    if os.path.exists(FLAGS.output):
+        raise UserError(f"--output={FLAGS.output} exists; give a new folder (nothing is "
+                        "overwritten)")
+    params = checkpoints.load_params(FLAGS.model_dir)
+    try:
+        betas = [float(beta) for beta in FLAGS.fast_schedule]
+    except ValueError:
+        raise UserError(f"--fast_schedule={','.join(FLAGS.fast_schedule)}: give numbers, "
+                        "e.g. 1e-4,1e-3,1e-2,0.05,0.2,0.5") from None
+    plan = samplers.fast_plan(Diffusion.from_params(params), betas)
+    model, checkpoint = checkpoints.load_latest(params, FLAGS.model_dir, FLAGS.checkpoint)
+    saved_model(model, plan).write_out(FLAGS.output, verbose=False)
+    print(f"wrote {FLAGS.output} from {checkpoint} (signatures: generate, denoise)")
+
+
+def main(argv):
+    """The command with argv (`[program, flags...]`) in this process; returns its exit status."""
+    return cli.main(export, FLAGS, argv, "interrupted; remove the partial --output folder")
+
+
+if __name__ == "__main__":
+    cli.run(main)
