@@ -144,6 +144,16 @@ def dilated_conv(flag_values, training):
     return choice, f"dilated convolutions: {choice} ({reason}; --dilated_conv overrides)"
 
 
+def fast_schedule(flag_values):
+    """--fast_schedule's betas as numbers; UserError when one is not."""
+    try:
+        return [float(beta) for beta in flag_values.fast_schedule]
+    except ValueError:
+        raise params_lib.UserError(
+            f"--fast_schedule={','.join(flag_values.fast_schedule)}: give numbers, e.g. "
+            "1e-4,1e-3,1e-2,0.05,0.2,0.5") from None
+
+
 def require_positive(flag_values, *names):
     """UserError naming the first of these flags that is not > 0."""
     for name in names:

@@ -16,11 +16,8 @@ import os
 from absl import flags
 
 import cli
-from network import kernels
 
-# TensorFlow fixes its CPU kernels when it loads (the export runs no network step; generate's).
-KERNELS = kernels.choose("generate") if __name__ == "__main__" else ("default", "")
-cli.quiet_tensorflow()
+cli.quiet_tensorflow()  # (no kernel choice: the export runs no network step)
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -66,12 +63,7 @@ def export():
         raise UserError(f"--output={FLAGS.output} exists; give a new folder (nothing is "
                         "overwritten)")
     params = checkpoints.load_params(FLAGS.model_dir)
-    try:
-        betas = [float(beta) for beta in FLAGS.fast_schedule]
-    except ValueError:
-        raise UserError(f"--fast_schedule={','.join(FLAGS.fast_schedule)}: give numbers, "
-                        "e.g. 1e-4,1e-3,1e-2,0.05,0.2,0.5") from None
-    plan = samplers.fast_plan(Diffusion.from_params(params), betas)
+    plan = samplers.fast_plan(Diffusion.from_params(params), cli.fast_schedule(FLAGS))
     model, checkpoint = checkpoints.load_latest(params, FLAGS.model_dir, FLAGS.checkpoint)
     saved_model(model, plan).write_out(FLAGS.output, verbose=False)
     print(f"wrote {FLAGS.output} from {checkpoint} (signatures: generate, denoise)")

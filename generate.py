@@ -135,12 +135,7 @@ def make_plan(params):
             raise UserError("give --steps (a searched schedule) or --fast_schedule, not both")
         return samplers.fast_plan(diffusion, samplers.load_schedule(FLAGS.model_dir, FLAGS.steps),
                                   FLAGS.variance)
-    try:
-        betas = [float(beta) for beta in FLAGS.fast_schedule]
-    except ValueError:
-        raise UserError(f"--fast_schedule={','.join(FLAGS.fast_schedule)}: give numbers, "
-                        "e.g. 1e-4,1e-3,1e-2,0.05,0.2,0.5") from None
-    return samplers.fast_plan(diffusion, betas, FLAGS.variance)
+    return samplers.fast_plan(diffusion, cli.fast_schedule(FLAGS), FLAGS.variance)
 
 
 def clip_lengths(model_rate, output_rate):
