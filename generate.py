@@ -70,8 +70,8 @@ flags.DEFINE_string("init_audio", None, "Variations of this audio file (SDEdit):
                     "--strength and denoised again; the clips are as long as the file.",
                     flag_values=FLAGS)
 flags.DEFINE_float("strength", 0.5, "How much of --init_audio is redrawn: 0 returns it as it is, "
-                   "1 ignores it; in between, the sampler's steps below that fraction of the "
-                   "noise schedule run.", flag_values=FLAGS)
+                   "1 ignores it; in between, the sampler runs from that fraction of the way "
+                   "(in log signal-to-noise ratio) to pure noise.", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
 flags.DEFINE_string("output_dir", "samples", "Folder for the WAV files (created if missing).",
                     flag_values=FLAGS)
@@ -215,7 +215,8 @@ def generate():
     else:
         if FLAGS.seconds is not None or FLAGS.samples is not None:
             raise UserError("--init_audio sets the length (its own); drop --seconds/--samples")
-        plan = samplers.from_audio(plan, Diffusion.from_params(params), FLAGS.strength)
+        plan = samplers.from_audio(plan, Diffusion.from_params(params), FLAGS.strength,
+                                   params.target_rms ** 2)  # the level training data has
         start = load_audio(FLAGS.init_audio, params)
         model_samples = len(start)
         output_samples = max(1, round(model_samples * output_rate / params.sample_rate))

@@ -2,12 +2,12 @@
 
   pip install matplotlib && python images/make_figures.py [--curves=MODEL_DIR]
       [--recipe=runs/recipe/recipe.jsonl --run=c48l10 --yardstick=/tmp/yardstick]
-      [--generated=FOLDER --real=FOLDER]
+      [--generated=FOLDER --real=FOLDER] [--variations LABEL=FILE ...]
 
 --curves (a train.py --model_dir) adds its loss curves; --recipe the distances of one
 bench/recipe.py run over its training steps, against the calibration rows of
 bench/calibrate.py's --yardstick; --generated and --real spectrograms of generated clips beside
-real ones.
+real ones; --variations spectrograms of variations of one clip.
 """
 
 import argparse
@@ -182,6 +182,21 @@ def spectrograms_figure(generated, real, path, count=3, rate=params_lib.BASE.sam
     fig.savefig(path, dpi=90, pil_kwargs={"quality": 85})
 
 
+def variations_figure(labelled_files, path, rate=params_lib.BASE.sample_rate):
+    """Spectrograms of clips at the model rate side by side: `labelled_files` [(label, file)]."""
+    fig, axes = plt.subplots(1, len(labelled_files), figsize=(4 * len(labelled_files), 3.2),
+                             sharey=True)
+    for axis, (label, file) in zip(axes, labelled_files):
+        audio, file_rate = soundfile.read(file, dtype="float32")
+        assert file_rate == rate, f"{file}: {file_rate} Hz, expected {rate}"
+        axis.specgram(audio, NFFT=512, Fs=rate, noverlap=384, cmap="magma", vmin=-120, vmax=-30)
+        axis.set_title(label, fontsize=9)
+        axis.set_xlabel("s")
+    axes[0].set_ylabel("Hz")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, pil_kwargs={"quality": 85})
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--curves", help="a train.py --model_dir: its loss curves")
@@ -190,6 +205,9 @@ if __name__ == "__main__":
     parser.add_argument("--yardstick", help="bench/calibrate.py's --out")
     parser.add_argument("--generated", help="a folder of generated clips")
     parser.add_argument("--real", help="a folder of real clips at the model rate")
+    parser.add_argument("--variations", nargs="+", metavar="LABEL=FILE",
+                        help="clips at the model rate to draw side by side (generate.py "
+                        "--init_audio at several --strength, 0 the input as the model hears it)")
     args = parser.parse_args()
     params = params_lib.preset("base")
     here = os.path.dirname(os.path.abspath(__file__))
@@ -204,3 +222,6 @@ if __name__ == "__main__":
     if args.generated:
         spectrograms_figure(args.generated, args.real,
                             os.path.join(here, "generated_vs_real.jpg"))
+    if args.variations:
+        variations_figure([item.split("=", 1) for item in args.variations],
+                          os.path.join(here, "variations.jpg"))
