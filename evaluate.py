@@ -39,7 +39,6 @@ POWER_FLOOR = 1e-4
 SILENT_RMS = 10 ** (BASE.silence_dbfs / 20)
 
 
-
 def define_flags(flag_values):
     """The reference and analysis flags (search_schedule.py shares them)."""
     flags.DEFINE_string("reference", None, "Folder of real audio to compare with.",
@@ -60,6 +59,12 @@ def check_flags(flag_values, *required):
     if (flag_values.sample_rate <= 0 or flag_values.kid_subsets <= 0
             or flag_values.kid_subset_size <= 1):
         raise UserError("--sample_rate and --kid_subsets must be > 0, --kid_subset_size > 1")
+
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("generated", None, "Folder of generated audio (searched recursively).",
+                    flag_values=FLAGS)
+define_flags(FLAGS)
 
 
 def mel_filterbank(rate, bins, bands=MEL_BANDS):
@@ -216,12 +221,6 @@ def evaluate():
                         "seconds": round(side["seconds"], 2), "frames": len(side["mel"])}
     result["sample_rate"] = FLAGS.sample_rate
     print(json.dumps(result))
-
-
-FLAGS = flags.FlagValues()
-flags.DEFINE_string("generated", None, "Folder of generated audio (searched recursively).",
-                    flag_values=FLAGS)
-define_flags(FLAGS)
 
 
 def main(argv):
