@@ -195,6 +195,31 @@ def distances(generated, reference, kid_subsets=20, kid_subset_size=1000):
             "kid": kid, "kid_std": kid_std}
 
 
+def seam_ratios(audio, boundary, kept, frame=HOP):
+    """Whether a boundary between kept and generated audio clicks, against the kept audio's own
+    statistics.
+
+    Args:
+      audio: float [time], the output; boundary: its first sample after the seam.
+      kept: float [time'], the kept audio alone (the input's region the output keeps).
+    Returns:
+      (jump, spectral): the seam's sample-to-sample step |x[b] - x[b-1]|, and its log-spectral
+      distance (dB) between the `frame` samples before and after it, each over the 99th
+      percentile of the same in `kept` (at every sample; every frame / 4 samples). Up to about
+      1 the seam is like any moment of the kept audio; a click or a change of sound is several.
+    """
+    audio, kept = np.asarray(audio, np.float64), np.asarray(kept, np.float64)
+
+    def change(signal, point):  # dB distance between the spectra either side of `point`
+        before, after = (np.abs(np.fft.rfft(signal[low:low + frame] * np.hanning(frame))) ** 2
+                         for low in (point - frame, point))
+        return np.sqrt(np.mean(np.square(10 * np.log10((before + POWER_FLOOR)
+                                                       / (after + POWER_FLOOR)))))
+    changes = [change(kept, point) for point in range(frame, len(kept) - frame + 1, frame // 4)]
+    jump = abs(audio[boundary] - audio[boundary - 1]) / np.percentile(np.abs(np.diff(kept)), 99)
+    return jump, change(audio, boundary) / np.percentile(changes, 99) if changes else np.nan
+
+
 def size_warning(generated, reference):
     """A warning line when the two sides' clip counts or durations differ by more than 2x."""
     for key in ("clips", "seconds"):

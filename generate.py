@@ -3,6 +3,8 @@
   python generate.py --model_dir=runs/demo --seconds=30 --num_samples=4 --output_dir=out
   python generate.py --model_dir=runs/gtzan --seconds=600 --sampler=ddim --steps=50
   python generate.py --model_dir=runs/gtzan --init_audio=song.wav --strength=0.5  # variations
+  python generate.py --model_dir=runs/gtzan --prompt_audio=intro.wav --seconds=30  # continuation
+  python generate.py --model_dir=runs/gtzan --prompt_audio=song.wav --inpaint=12:15  # inpainting
 
 Any length fits in bounded memory: each network call runs on overlapping windows whose halo
 covers the receptive field, which gives exactly the unwindowed result. Same flags and --seed
@@ -72,6 +74,17 @@ flags.DEFINE_string("init_audio", None, "Variations of this audio file (SDEdit):
 flags.DEFINE_float("strength", 0.5, "How much of --init_audio is redrawn: 0 returns it as it is, "
                    "1 ignores it; in between, the sampler runs from that fraction of the way "
                    "(in log signal-to-noise ratio) to pure noise.", flag_values=FLAGS)
+flags.DEFINE_string("prompt_audio", None, "Continue this audio file: the clips start with it "
+                    "(brought to the model's rate and level like training data) and go on to "
+                    "--seconds; with --inpaint, the file whose region is drawn anew.",
+                    flag_values=FLAGS)
+flags.DEFINE_string("inpaint", None, "START:END in seconds: regenerate this region of "
+                    "--prompt_audio and keep the rest; the clips are as long as the file.",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("resamplings", 0, "With --prompt_audio, run each step this many more "
+                     "times, noised back between runs (RePaint's resampling): the new audio "
+                     "fits the kept audio better, at that many times the network calls.",
+                     flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
 flags.DEFINE_string("output_dir", "samples", "Folder for the WAV files (created if missing).",
                     flag_values=FLAGS)
@@ -198,30 +211,77 @@ def check_output_dir(path):
                         "choose another --output_dir")
 
 
+def variation_start(params, plan, output_rate):
+    """--init_audio: (the end of `plan` to run, the audio to start from or None, samples at the
+    model rate, samples per file)."""
+    if FLAGS.seconds is not None or FLAGS.samples is not None:
+        raise UserError("--init_audio sets the length (its own); drop --seconds/--samples")
+    plan = samplers.from_audio(plan, Diffusion.from_params(params), FLAGS.strength,
+                               params.target_rms ** 2)  # the level training data has
+    start = load_audio(FLAGS.init_audio, params)
+    output_samples = max(1, round(len(start) * output_rate / params.sample_rate))
+    # Strength 1 ignores the input: pure noise, as without it.
+    return plan, None if FLAGS.strength == 1 else start[None, :, None], len(start), output_samples
+
+
+def parse_inpaint(duration):
+    """--inpaint=START:END -> (start, end) seconds inside a file of `duration` seconds."""
+    try:
+        start, end = (float(part) for part in FLAGS.inpaint.split(":"))
+    except ValueError:
+        raise UserError(f"--inpaint={FLAGS.inpaint}: give START:END in seconds, e.g. "
+                        "12.5:15") from None
+    if not 0 <= start < end <= duration:
+        raise UserError(f"--inpaint={FLAGS.inpaint} lies outside {FLAGS.prompt_audio}, which "
+                        f"is {duration:g} s long; give 0 <= START < END <= {duration:g}")
+    return start, end
+
+
+def known_audio(params, output_rate):
+    """--prompt_audio: (the `samplers.Known` the clips keep, samples at the model rate, samples
+    per file). Continuation keeps the file at the start of --seconds; --inpaint keeps all of the
+    file but the region."""
+    audio = load_audio(FLAGS.prompt_audio, params)
+    rate = params.sample_rate
+    if FLAGS.inpaint is not None:
+        if FLAGS.seconds is not None or FLAGS.samples is not None:
+            raise UserError("--inpaint keeps the file's length; drop --seconds/--samples")
+        start, end = parse_inpaint(len(audio) / rate)
+        return (samplers.known(audio, round(start * rate), round(end * rate)), len(audio),
+                max(1, round(len(audio) * output_rate / rate)))
+    model_samples, output_samples = clip_lengths(rate, output_rate)
+    if len(audio) >= model_samples:
+        raise UserError(f"--prompt_audio={FLAGS.prompt_audio} is {len(audio) / rate:g} s, not "
+                        f"shorter than the {model_samples / rate:g} s to generate; give a longer "
+                        "--seconds")
+    padded = np.concatenate([audio, np.zeros(model_samples - len(audio), np.float32)])
+    return samplers.known(padded, len(audio), model_samples), model_samples, output_samples
+
+
 def generate():
     cli.configure_runtime(FLAGS)
     cli.require_positive(FLAGS, "num_samples", "batch_size", "window", "corrector_snr")
-    if FLAGS.corrector_steps < 0:
-        raise UserError(f"--corrector_steps must be >= 0 (got {FLAGS.corrector_steps})")
+    for name in ("corrector_steps", "resamplings"):
+        if FLAGS[name].value < 0:
+            raise UserError(f"--{name} must be >= 0 (got {FLAGS[name].value})")
+    if FLAGS.init_audio is not None and FLAGS.prompt_audio is not None:
+        raise UserError("give --init_audio (variations) or --prompt_audio (continuation, "
+                        "inpainting), not both")
+    if FLAGS.init_audio is None and FLAGS["strength"].present:
+        raise UserError("--strength applies to --init_audio; give the file to vary")
+    if FLAGS.prompt_audio is None and (FLAGS.inpaint is not None or FLAGS.resamplings):
+        raise UserError("--inpaint and --resamplings apply to --prompt_audio; give the file")
     params = checkpoints.load_params(FLAGS.model_dir)
     output_rate = FLAGS.output_rate or params.sample_rate
     if output_rate <= 0:
         raise UserError(f"--output_rate must be > 0 (got {output_rate})")
-    plan, start = make_plan(params), None
-    if FLAGS.init_audio is None:
-        if FLAGS["strength"].present:
-            raise UserError("--strength applies to --init_audio; give the file to vary")
-        model_samples, output_samples = clip_lengths(params.sample_rate, output_rate)
+    plan, start, keep = make_plan(params), None, None
+    if FLAGS.init_audio is not None:
+        plan, start, model_samples, output_samples = variation_start(params, plan, output_rate)
+    elif FLAGS.prompt_audio is not None:
+        keep, model_samples, output_samples = known_audio(params, output_rate)
     else:
-        if FLAGS.seconds is not None or FLAGS.samples is not None:
-            raise UserError("--init_audio sets the length (its own); drop --seconds/--samples")
-        plan = samplers.from_audio(plan, Diffusion.from_params(params), FLAGS.strength,
-                                   params.target_rms ** 2)  # the level training data has
-        start = load_audio(FLAGS.init_audio, params)
-        model_samples = len(start)
-        output_samples = max(1, round(model_samples * output_rate / params.sample_rate))
-        # Strength 1 ignores the input: pure noise, as without it.
-        start = None if FLAGS.strength == 1 else start[None, :, None]
+        model_samples, output_samples = clip_lengths(params.sample_rate, output_rate)
     check_memory(model_samples, output_samples, min(FLAGS.batch_size, FLAGS.num_samples))
     check_output_dir(FLAGS.output_dir)
     if os.path.isdir(FLAGS.output_dir):
@@ -234,7 +294,8 @@ def generate():
 
     batches = math.ceil(FLAGS.num_samples / FLAGS.batch_size)
     progress = Progress(f"{FLAGS.num_samples} x {output_samples / output_rate:g} s, "
-                        f"{FLAGS.sampler}", batches, len(plan) * (1 + FLAGS.corrector_steps),
+                        f"{FLAGS.sampler}", batches,
+                        len(plan) * (1 + FLAGS.corrector_steps) * (1 + FLAGS.resamplings),
                         math.ceil(model_samples / FLAGS.window))
     windowed = windowed_network(model, FLAGS.window, progress.advance, FLAGS.jit)
     started = time.perf_counter()
@@ -243,7 +304,8 @@ def generate():
         audio = samplers.sample(plan, windowed, [count, model_samples, 1],
                                 samplers.example_noise(FLAGS.seed, first), FLAGS.clip_x0,
                                 corrector_steps=FLAGS.corrector_steps,
-                                corrector_snr=FLAGS.corrector_snr, start=start)
+                                corrector_snr=FLAGS.corrector_snr, start=start, keep=keep,
+                                resamplings=FLAGS.resamplings)
         for offset, clip in enumerate(audio.numpy()[..., 0]):
             # Clipped after resampling, whose filter can overshoot: 16-bit WAV must stay in +-1.
             clip = np.clip(resample(clip, params.sample_rate, output_rate)[:output_samples],

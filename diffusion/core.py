@@ -126,6 +126,13 @@ class Diffusion:
         signal_rate, noise_rate = self.rates(tf.cast(steps, tf.float32))
         return self._broadcast(signal_rate, x0) * x0 + self._broadcast(noise_rate, x0) * noise
 
+    def renoise(self, x, alpha_bar, t, noise):
+        """x at noise level `alpha_bar` (a float; 1 is clean) brought forward to step t (an int,
+        a higher noise level): q(x_t | x_s) = N(sqrt(abar_t / abar_s) x_s, 1 - abar_t / abar_s).
+        RePaint's resampling."""
+        ratio = self.alpha_bars64[t] / alpha_bar
+        return np.float32(np.sqrt(ratio)) * x + np.float32(np.sqrt(1 - ratio)) * noise
+
     def loss(self, noise, predicted):
         """Mean over every element of (eps - eps_theta)^2, or |.| for l1: a scalar."""
         error = noise - predicted

@@ -142,10 +142,29 @@ def from_audio(plan, diffusion, strength, data_variance):
     return [step for step in plan if step.network_step < level]
 
 
+class Known(NamedTuple):
+    """Audio the output must keep (continuation, inpainting).
+
+    audio: float32 [1, time, 1], the clean audio (anything where `mask` is False).
+    mask: bool [1, time, 1], True where the output is `audio`.
+    """
+    audio: tf.Tensor
+    mask: tf.Tensor
+
+
+def known(audio, first, end):
+    """Known `audio` (float32 [time]) but for samples [first, end), which are drawn anew."""
+    keep = np.ones(len(audio), bool)
+    keep[first:end] = False
+    return Known(tf.constant(np.asarray(audio, np.float32)[None, :, None]),
+                 tf.constant(keep[None, :, None]))
+
+
 def sample(plan, model, shape, noise, clip_x0=False, on_step=None, corrector_steps=0,
-           corrector_snr=0.16, start=None):
+           corrector_snr=0.16, start=None, keep=None, resamplings=0):
     """Walks a plan from pure noise, or from `start` noised to the level of the plan's first step
-    (SDEdit, with `from_audio`'s end of a plan).
+    (SDEdit, with `from_audio`'s end of a plan); with `keep`, the known region is the given audio
+    (RePaint, Lugmayr et al. 2022).
 
     Args:
       plan: list of Step (ddpm_plan, ddim_plan, fast_plan).
@@ -158,9 +177,19 @@ def sample(plan, model, shape, noise, clip_x0=False, on_step=None, corrector_ste
         ratio `corrector_snr`) at each step's noise level before its update: predictor-corrector
         sampling, each corrector step one more network call.
       start: None (pure noise), or clean audio broadcastable to `shape`, noised with noise(0).
+      keep: a `Known`: before each step the known region of x is replaced by the known audio
+        noised to that step's level (fresh noise each step), so the rest is drawn to fit it;
+        the output's known region is the known audio itself.
+      resamplings: RePaint's resampling, with `keep`: each step is run 1 + `resamplings` times,
+        its result noised back to the step's level between runs (`Diffusion.renoise`), which
+        gives the drawn region more network calls to agree with the known one.
     Returns:
       float32 tensor of `shape`.
     """
+    # Noise streams: block 0 holds x_T (0), the steps' (1..len(plan)) and the correctors';
+    # the known region's and the resampling's noise and the runs after the first take later
+    # blocks, so that without them every stream is what it always was.
+    block = len(plan) * (1 + corrector_steps) + 1
     x = noise(0, shape)
     if start is not None and plan:
         first = plan[0]
@@ -168,19 +197,31 @@ def sample(plan, model, shape, noise, clip_x0=False, on_step=None, corrector_ste
                                     tf.fill([shape[0]], first.schedule_step), x)
     elif start is not None:  # no step to run: the audio as it is
         x = tf.broadcast_to(start, shape)
+    # The abar each step's update brings x to: the next step's level, 1 (clean) after the last.
+    reached = [step.schedule.alpha_bars64[step.schedule_step] for step in plan[1:]] + [1.0]
     for number, step in enumerate(plan, 1):
         t = tf.fill([shape[0]], tf.constant(step.schedule_step, tf.int32))
         network_steps = tf.fill([shape[0]], tf.constant(step.network_step, tf.float32))
-        for corrector in range(corrector_steps):
-            stream = len(plan) + 1 + (number - 1) * corrector_steps + corrector
-            x = step.schedule.langevin_step(x, t, model(x, network_steps), noise(stream, shape),
-                                            corrector_snr)
-        eps = model(x, network_steps)
-        if clip_x0:
-            eps = step.schedule.clip_x0(x, t, eps)
-        x = step.update(x, t, eps, noise(number, shape))
+        for run in range(1 + resamplings):
+            streams = 3 * run * block  # this run's: step and corrector, known, resampling
+            if keep is not None:
+                x = tf.where(keep.mask, step.schedule.q_sample(
+                    keep.audio, t, noise(streams + block + number, shape)), x)
+            for corrector in range(corrector_steps):
+                stream = streams + len(plan) + 1 + (number - 1) * corrector_steps + corrector
+                x = step.schedule.langevin_step(x, t, model(x, network_steps),
+                                                noise(stream, shape), corrector_snr)
+            eps = model(x, network_steps)
+            if clip_x0:
+                eps = step.schedule.clip_x0(x, t, eps)
+            x = step.update(x, t, eps, noise(streams + number, shape))
+            if run < resamplings:
+                x = step.schedule.renoise(x, reached[number - 1], step.schedule_step,
+                                          noise(streams + 2 * block + number, shape))
         if on_step:
             on_step(number)
+    if keep is not None:
+        x = tf.where(keep.mask, keep.audio, x)
     return x
 
 

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import params as params_lib
-from conftest import ROOT, command, copy_model, run
+from conftest import ROOT, command, copy_model, run, tone, write_audio
 from network import DiffWave
 
 
@@ -71,14 +71,36 @@ def test_train_refuses_a_model_dir_that_is_a_file_in_one_line_from_a_fresh_proce
     (["--init_audio=/nonexistent/a.wav"], "/nonexistent/a.wav: not readable as audio"),
     (["--init_audio=/nonexistent/a.wav", "--strength=1.5"], "--strength=1.5: give a number"),
     (["--init_audio=/nonexistent/a.wav", "--seconds=2"], "--init_audio sets the length"),
+    (["--init_audio=/nonexistent/a.wav", "--prompt_audio=/nonexistent/b.wav"],
+     "give --init_audio (variations) or --prompt_audio"),
+    (["--inpaint=1:2"], "--inpaint and --resamplings apply to --prompt_audio"),
+    (["--prompt_audio=/nonexistent/b.wav", "--resamplings=-1"], "--resamplings must be >= 0"),
+    (["--prompt_audio=/nonexistent/b.wav"], "/nonexistent/b.wav: not readable as audio"),
 ])
 def test_generate_refuses_bad_flags_and_writes_nothing(model_dir, tmp_path, flags,
                                                        expected):
     output_dir = tmp_path / "out"
-    result = command("generate.py", f"--model_dir={model_dir}", f"--output_dir={output_dir}",
-                     *flags)
-    assert_one_line_refusal(result, expected)
+    assert_one_line_refusal(generate_command(model_dir, output_dir, *flags), expected)
     assert not output_dir.exists()
+
+
+def generate_command(model_dir, output_dir, *flags):
+    return command("generate.py", f"--model_dir={model_dir}", f"--output_dir={output_dir}", *flags)
+
+
+def test_generate_refuses_a_prompt_longer_than_the_clip_and_an_inpaint_range_outside_it(
+        model_dir, tmp_path):
+    prompt = write_audio(str(tmp_path / "prompt.wav"), tone(2.0, 22050), 22050)
+    for flags, expected in [
+            (["--seconds=1.5"], f"--prompt_audio={prompt} is 2 s, not shorter than the 1.5 s"),
+            (["--inpaint=1.5:2.5"], f"--inpaint=1.5:2.5 lies outside {prompt}, which is 2 s"),
+            (["--inpaint=1:0.5"], "give 0 <= START < END <= 2"),
+            (["--inpaint=1-2"], "--inpaint=1-2: give START:END in seconds"),
+            (["--inpaint=0:1", "--seconds=3"], "--inpaint keeps the file's length")]:
+        output_dir = tmp_path / "out"
+        assert_one_line_refusal(generate_command(model_dir, output_dir, f"--prompt_audio={prompt}",
+                                                 *flags), expected)
+        assert not output_dir.exists()
 
 
 def break_architecture(model_dir, tmp_path):

@@ -105,3 +105,17 @@ def test_cli_skips_a_broken_file_and_refuses_an_empty_folder(folders, tmp_path):
                                     f"--reference={folders / 'first'}"), "no usable audio files")
     assert_one_line_refusal(run("evaluate.py", f"--generated={tmp_path / 'nowhere'}",
                                 f"--reference={folders / 'first'}"), "not an existing folder")
+
+
+def test_seam_ratios_single_out_a_click_and_a_change_of_sound():
+    """A tone that goes on is an ordinary moment (about 1 or less); one whose phase flips at the
+    seam clicks, and one that turns into noise changes sound (both several times the kept
+    audio's own)."""
+    rate, boundary = 7350, 3681  # near a crest of the tone
+    sine = tone(1.0, rate, 300.0, amplitude=0.1)
+    assert max(evaluate.seam_ratios(sine, boundary, sine[:boundary])) < 1.1
+    flipped = np.concatenate([sine[:boundary], -sine[boundary:]])
+    assert evaluate.seam_ratios(flipped, boundary, sine[:boundary])[0] > 4
+    noisy = np.concatenate([sine[:boundary],
+                            0.1 * np.random.default_rng(0).standard_normal(len(sine) - boundary)])
+    assert evaluate.seam_ratios(noisy, boundary, sine[:boundary])[1] > 3

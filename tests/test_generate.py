@@ -142,3 +142,36 @@ def test_variations_return_the_input_at_strength_0_ignore_it_at_1_and_follow_it_
         model_dir, tmp_path / "44k", f"--init_audio={tmp_path / 'in.wav'}", "--strength=0",
         "--output_rate=44100")))
     assert rate == 44100 and resampled.shape == (round(1.5 * 44100),)
+
+
+def heard_16_bit(path, model_dir, tmp_path):
+    """The file as generate.py keeps it (data.load_audio), through a 16-bit WAV as it is written."""
+    from data import load_audio
+    from data.audio_files import write_wav
+    from params import Params
+
+    heard = load_audio(path, Params.load(str(model_dir / "params.json")))
+    write_wav(str(tmp_path / "heard.wav"), heard, 7350)
+    return soundfile.read(str(tmp_path / "heard.wav"), dtype="float32")[0]
+
+
+def test_continuation_starts_with_the_prompt_bit_for_bit_and_inpainting_keeps_the_rest(
+        model_dir, tmp_path):
+    prompt = write_audio(str(tmp_path / "in.wav"), tone(0.5, 22050, 330), 22050)
+    heard = heard_16_bit(prompt, model_dir, tmp_path)
+    [(continued, _)] = read_all(written(generate(
+        model_dir, tmp_path / "continued", f"--prompt_audio={prompt}", "--seconds=1.2",
+        "--sampler=ddim", "--steps=5", "--resamplings=1")))
+    assert continued.shape == (round(1.2 * 7350),) and len(heard) == round(0.5 * 7350)
+    np.testing.assert_array_equal(continued[:len(heard)], heard)
+    assert np.abs(continued[len(heard):]).max() > 0
+
+    song = write_audio(str(tmp_path / "song.wav"), tone(1.5, 22050, 330), 22050)
+    heard = heard_16_bit(song, model_dir, tmp_path)
+    [(inpainted, _)] = read_all(written(generate(
+        model_dir, tmp_path / "inpainted", f"--prompt_audio={song}", "--inpaint=0.5:1")))
+    first, end = round(0.5 * 7350), 7350
+    assert inpainted.shape == heard.shape
+    np.testing.assert_array_equal(np.delete(inpainted, np.s_[first:end]),
+                                  np.delete(heard, np.s_[first:end]))
+    assert not np.allclose(inpainted[first:end], heard[first:end], atol=0.05)

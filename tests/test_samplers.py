@@ -157,3 +157,67 @@ def test_xla_compiled_network_matches_the_plain_one(network):
     compiled = windowed_network(model, 300, jit=True)
     np.testing.assert_allclose(compiled(audio, steps).numpy(), function(audio, steps).numpy(),
                                atol=1e-4)
+
+
+RATE, BANDS = 7350, ((280.0, 320.0), (1650.0, 1750.0))  # a low and a high pitch range
+
+
+def two_band_model(diffusion, length, rms=0.1):
+    """The exact noise predictor for data that is, with even odds, Gaussian noise confined to one
+    of BANDS (RMS `rms`, circular over `length` samples): independent Fourier bins, so the
+    posterior is a two-component Wiener filter. A stand-in for a trained model whose samples are
+    known: each is a random tone cluster in one band."""
+    hz = np.fft.rfftfreq(length, 1 / RATE)
+    variances = []
+    for low, high in BANDS:
+        inside = (hz >= low) & (hz <= high)
+        # E|X(k)|^2 of the unnormalised rfft that gives a per-sample variance rms^2.
+        variances.append(np.where(inside, rms ** 2 * length ** 2 / (2 * inside.sum()), 1e-9))
+
+    def model(x, t):
+        signal_rate, noise_rate = (r.numpy()[:, None] for r in diffusion.rates(t))
+        spectrum = np.fft.rfft(x.numpy()[..., 0], axis=1)
+        likelihoods, means = [], []
+        for variance in variances:
+            total = signal_rate ** 2 * variance + noise_rate ** 2 * length
+            likelihoods.append(-np.sum(np.abs(spectrum) ** 2 / total + np.log(total), axis=1))
+            means.append(signal_rate * variance / total * spectrum)
+        weights = np.exp(np.array(likelihoods) - np.max(likelihoods, axis=0))
+        weights /= weights.sum(axis=0)
+        x0 = np.fft.irfft(np.einsum("cb,cbk->bk", weights, np.array(means)), length, axis=1)
+        return tf.constant(((x.numpy()[..., 0] - signal_rate * x0) / noise_rate)[..., None],
+                           tf.float32)
+    return model
+
+
+def band_of(clips):
+    """Index into BANDS of each clip's strongest frequency, float [n, time]."""
+    hz = np.fft.rfftfreq(clips.shape[1], 1 / RATE)
+    peaks = hz[np.argmax(np.abs(np.fft.rfft(clips * np.hanning(clips.shape[1]), axis=1)), 1)]
+    return (peaks > 800).astype(int)
+
+
+@pytest.mark.parametrize("pitch", [300.0, 1700.0])
+def test_continuation_keeps_the_prompt_and_stays_in_its_pitch_range_without_a_click(pitch):
+    """RePaint on a tone prompt with a model whose samples are tones in one of two pitch ranges:
+    the first half is the prompt bit for bit; the second stays in the prompt's range (chance,
+    without the prompt, is one in two), and the seam's step is about the prompt's largest."""
+    import evaluate
+
+    diffusion = Diffusion(beta_schedule("linear", 50, 1e-4, 0.2))
+    length, count = 1024, 16
+    pitch = round(pitch * length / RATE) * RATE / length  # on a Fourier bin, as the model's are
+    prompt = 0.1 * np.sqrt(2) * np.sin(2 * np.pi * pitch * np.arange(length // 2) / RATE)
+    keep = samplers.known(np.concatenate([prompt, np.zeros(length // 2)]), length // 2, length)
+    model, plan = two_band_model(diffusion, length), samplers.ddpm_plan(diffusion)
+    shape = [count, length, 1]
+    continued = samplers.sample(plan, model, shape, samplers.batch_noise(1), keep=keep)
+    continued = continued.numpy()[..., 0]
+    np.testing.assert_array_equal(continued[:, :length // 2],
+                                  np.broadcast_to(np.float32(prompt), (count, length // 2)))
+    band = int(pitch > 800)
+    assert np.mean(band_of(continued[:, length // 2:]) == band) >= 15 / 16
+    free = samplers.sample(plan, model, shape, samplers.batch_noise(1)).numpy()[..., 0]
+    assert 3 / 16 <= np.mean(band_of(free[:, length // 2:]) == band) <= 13 / 16  # chance
+    jumps = [evaluate.seam_ratios(clip, length // 2, prompt)[0] for clip in continued]
+    assert np.median(jumps) < 1.5 and max(jumps) < 2.5
