@@ -61,12 +61,17 @@ _FLAG_DEFINERS = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
                   str: flags.DEFINE_string, bool: flags.DEFINE_boolean}
 
 
+# Every Params field has a flag but label_names, which training reads from the data.
+FLAG_FIELDS = [field for field in dataclasses.fields(params_lib.Params)
+               if field.name != "label_names"]
+
+
 def define_params_flags(flag_values):
     """Defines `--preset` plus one optional override flag per `Params` field."""
     flags.DEFINE_string("preset", "base",
                         f"Hyperparameter preset: {', '.join(params_lib.PRESETS)}.",
                         flag_values=flag_values)
-    for field in dataclasses.fields(params_lib.Params):
+    for field in FLAG_FIELDS:
         _FLAG_DEFINERS[type(field.default)](
             field.name, None, f"Override the preset's {field.name}: {field.metadata['doc']}",
             flag_values=flag_values)
@@ -75,7 +80,7 @@ def define_params_flags(flag_values):
 def params_overrides(flag_values):
     """{field: value} for every `Params` field flag given on the command line."""
     return {field.name: flag_values[field.name].value
-            for field in dataclasses.fields(params_lib.Params) if flag_values[field.name].present}
+            for field in FLAG_FIELDS if flag_values[field.name].present}
 
 
 def params_from_flags(flag_values):

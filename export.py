@@ -9,6 +9,12 @@ Signatures (EMA weights, the fast sampler's plan baked in):
     16-bit rounding), for the same --fast_schedule.
   denoise(x_t float32 [batch, time, 1], step float32 [batch]) -> the predicted noise eps: one
     network evaluation at a (fractional) training step, for samplers of your own.
+
+A model trained with --labels=folders takes its label too:
+  generate(seed, samples, label string [], guidance float32 []): generate.py --label=LABEL
+    --guidance=GUIDANCE (label "" for none); an unknown label is an error.
+  denoise(x_t, step, label int32 [batch]): an index into label_names(), or its length for none.
+  label_names() -> string [labels].
 """
 
 import os
@@ -38,21 +44,43 @@ flags.DEFINE_list("fast_schedule", [str(beta) for beta in samplers.FAST_SCHEDULE
                   flag_values=FLAGS)
 
 
-def saved_model(model, plan):
-    """A keras.export.ExportArchive of `model` (a DiffWave) with the two signatures."""
+def saved_model(model, plan, label_names=()):
+    """A keras.export.ExportArchive of `model` (a DiffWave, labelled by `label_names` or not)
+    with the signatures above."""
     archive = keras.export.ExportArchive()
     archive.track(model)
+    seed_and_samples = [tf.TensorSpec([], tf.int64, name="seed"),
+                        tf.TensorSpec([], tf.int32, name="samples")]
+    noisy = [tf.TensorSpec([None, None, 1], tf.float32, name="x_t"),
+             tf.TensorSpec([None], tf.float32, name="step")]
 
-    def generate(seed, samples):
-        audio = samplers.sample(plan, lambda x, steps: model((x, steps)), [1, samples, 1],
-                                samplers.example_noise(seed, 0))
+    def generate(seed, samples, denoise):
+        audio = samplers.sample(plan, denoise, [1, samples, 1], samplers.example_noise(seed, 0))
         return tf.clip_by_value(audio[0, :, 0], -1.0, 1.0)
 
-    archive.add_endpoint("generate", generate, input_signature=[
-        tf.TensorSpec([], tf.int64, name="seed"), tf.TensorSpec([], tf.int32, name="samples")])
-    archive.add_endpoint("denoise", lambda x_t, step: model((x_t, step)), input_signature=[
-        tf.TensorSpec([None, None, 1], tf.float32, name="x_t"),
-        tf.TensorSpec([None], tf.float32, name="step")])
+    if not label_names:
+        archive.add_endpoint("generate", lambda seed, samples: generate(
+            seed, samples, lambda x, steps: model((x, steps))), input_signature=seed_and_samples)
+        archive.add_endpoint("denoise", lambda x_t, step: model((x_t, step)),
+                             input_signature=noisy)
+        return archive
+    names = tf.constant(label_names)
+
+    def labelled_generate(seed, samples, label, guidance):
+        matches = tf.cast(tf.where(tf.equal(names, label))[:, 0], tf.int32)
+        tf.debugging.assert_equal(tf.size(matches) + tf.cast(tf.equal(label, ""), tf.int32), 1,
+                                  message="unknown label; see label_names()")
+        index = tf.concat([matches, [model.no_label]], 0)[0]
+        denoise = samplers.guided(lambda x, steps, labels: model((x, steps, labels)), index,
+                                  model.no_label, guidance)
+        return generate(seed, samples, denoise)
+
+    archive.add_endpoint("generate", labelled_generate, input_signature=seed_and_samples + [
+        tf.TensorSpec([], tf.string, name="label"),
+        tf.TensorSpec([], tf.float32, name="guidance")])
+    archive.add_endpoint("denoise", lambda x_t, step, label: model((x_t, step, label)),
+                         input_signature=noisy + [tf.TensorSpec([None], tf.int32, name="label")])
+    archive.add_endpoint("label_names", lambda: names, input_signature=[])
     return archive
 
 
@@ -65,8 +93,10 @@ def export():
     params = checkpoints.load_params(FLAGS.model_dir)
     plan = samplers.fast_plan(Diffusion.from_params(params), cli.fast_schedule(FLAGS))
     model, checkpoint = checkpoints.load_latest(params, FLAGS.model_dir, FLAGS.checkpoint)
-    saved_model(model, plan).write_out(FLAGS.output, verbose=False)
-    print(f"wrote {FLAGS.output} from {checkpoint} (signatures: generate, denoise)")
+    saved_model(model, plan, params.label_names).write_out(FLAGS.output, verbose=False)
+    labels = (f", label_names; labels {', '.join(params.label_names)}" if params.label_names
+              else "")
+    print(f"wrote {FLAGS.output} from {checkpoint} (signatures: generate, denoise{labels})")
 
 
 def main(argv):

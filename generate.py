@@ -3,6 +3,7 @@
   python generate.py --model_dir=runs/demo --seconds=30 --num_samples=4 --output_dir=out
   python generate.py --model_dir=runs/gtzan --seconds=600 --sampler=ddim --steps=50
   python generate.py --model_dir=runs/gtzan --init_audio=song.wav --strength=0.5  # variations
+  python generate.py --model_dir=runs/gtzan --label=jazz --guidance=3  # a labelled model
   python generate.py --model_dir=runs/gtzan --prompt_audio=intro.wav --seconds=30  # continuation
   python generate.py --model_dir=runs/gtzan --prompt_audio=song.wav --inpaint=12:15  # inpainting
 
@@ -74,6 +75,11 @@ flags.DEFINE_string("init_audio", None, "Variations of this audio file (SDEdit):
 flags.DEFINE_float("strength", 0.5, "How much of --init_audio is redrawn: 0 returns it as it is, "
                    "1 ignores it; in between, the sampler runs from that fraction of the way "
                    "(in log signal-to-noise ratio) to pure noise.", flag_values=FLAGS)
+flags.DEFINE_string("label", None, "For a model trained with --labels=folders: generate this "
+                    "label's music (one of its folders, e.g. a genre).", flag_values=FLAGS)
+flags.DEFINE_float("guidance", 1.0, "Classifier-free guidance scale with --label: 1 samples the "
+                   "label's music as learned; above 1 (try 2-4) pushes harder towards what sets "
+                   "the label apart, at some variety; 0 ignores the label.", flag_values=FLAGS)
 flags.DEFINE_string("prompt_audio", None, "Continue this audio file: the clips start with it "
                     "(brought to the model's rate and level like training data) and go on to "
                     "--seconds; with --inpaint, the file whose region is drawn anew.",
@@ -192,7 +198,27 @@ def check_memory(model_samples, output_samples, batch):
 
 def output_path(index):
     """The WAV file of clip number `index`."""
-    return os.path.join(FLAGS.output_dir, f"{FLAGS.sampler}_seed{FLAGS.seed}_{index:03d}.wav")
+    label = f"{FLAGS.label}_" if FLAGS.label else ""
+    return os.path.join(FLAGS.output_dir,
+                        f"{label}{FLAGS.sampler}_seed{FLAGS.seed}_{index:03d}.wav")
+
+
+def chosen_label(params):
+    """--label as an index into the model's labels (None without it); UserError when the model
+    has no such label."""
+    if FLAGS.guidance < 0:
+        raise UserError(f"--guidance must be >= 0 (got {FLAGS.guidance})")
+    if FLAGS.label is None:
+        if FLAGS["guidance"].present:
+            raise UserError("--guidance applies to --label; give the label to generate")
+        return None
+    if not params.label_names:
+        raise UserError(f"--label={FLAGS.label}: --model_dir={FLAGS.model_dir} is an "
+                        "unconditional model (trained without --labels=folders); drop --label")
+    if FLAGS.label not in params.label_names:
+        raise UserError(f"--label={FLAGS.label}: unknown; --model_dir={FLAGS.model_dir} knows "
+                        f"{', '.join(params.label_names)}")
+    return params.label_names.index(FLAGS.label)
 
 
 def check_output_dir(path):
@@ -272,6 +298,7 @@ def generate():
     if FLAGS.prompt_audio is None and (FLAGS.inpaint is not None or FLAGS.resamplings):
         raise UserError("--inpaint and --resamplings apply to --prompt_audio; give the file")
     params = checkpoints.load_params(FLAGS.model_dir)
+    label = chosen_label(params)
     output_rate = FLAGS.output_rate or params.sample_rate
     if output_rate <= 0:
         raise UserError(f"--output_rate must be > 0 (got {output_rate})")
@@ -298,6 +325,8 @@ def generate():
                         len(plan) * (1 + FLAGS.corrector_steps) * (1 + FLAGS.resamplings),
                         math.ceil(model_samples / FLAGS.window))
     windowed = windowed_network(model, FLAGS.window, progress.advance, FLAGS.jit)
+    if model.no_label:  # a labelled model: the label's, guided, or without a label
+        windowed = samplers.guided(windowed, label, model.no_label, FLAGS.guidance)
     started = time.perf_counter()
     for first in range(0, FLAGS.num_samples, FLAGS.batch_size):
         count = min(FLAGS.batch_size, FLAGS.num_samples - first)

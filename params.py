@@ -76,7 +76,8 @@ def first_line(error):
 BETA_SCHEDULES = ("linear", "quadratic", "sigmoid", "cosine")
 LOSSES = ("l2", "l1")
 NOISE_CONDITIONINGS = ("step", "continuous")
-ADDED_LATER = {"noise_conditioning": "step", "warmup_steps": 0}
+ADDED_LATER = {"noise_conditioning": "step", "warmup_steps": 0, "label_names": [],
+               "label_dropout": 0.1}
 
 
 def _field(default, group, doc):
@@ -122,6 +123,10 @@ class Params:
         10, "model", "Layer i has dilation 2**(i % dilation_cycle).")
     embedding_channels: int = _field(
         512, "model", "Width of the diffusion-step embedding MLP (after 128 sinusoids).")
+    label_names: tuple = _field(
+        (), "model", "The labels (classes, genres) the network is conditioned on, in the order "
+        "of its label embedding; empty for an unconditional model. Set by train.py "
+        "--labels=folders from the data's folders, not by a flag.")
 
     # --- diffusion: DDPM (Ho et al. 2020) ----------------------------------------------------
     noise_steps: int = _field(200, "diffusion", "T: number of diffusion steps.")
@@ -146,6 +151,10 @@ class Params:
     ema_decay: float = _field(
         0.999, "train", "Decay of the exponential moving average of the weights used to "
         "generate, reached after a warm-up: step n uses min(ema_decay, (1 + n) / (10 + n)).")
+    label_dropout: float = _field(
+        0.1, "train", "With labels: the share of training clips shown with the 'no label' "
+        "entry instead of theirs, so that one network learns the conditional and the "
+        "unconditional noise prediction that classifier-free guidance combines.")
     sample_steps: int = _field(
         20, "train", "DDIM steps used for the clips written to TensorBoard while training.")
     shuffle_buffer: int = _field(
@@ -181,6 +190,11 @@ class Params:
                             f", {self.beta_end})")
         if self.warmup_steps < 0:
             raise UserError(f"params: warmup_steps must be >= 0 (got {self.warmup_steps})")
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise UserError(f"params: label_dropout must be in [0, 1) (got {self.label_dropout})")
+        if not all(isinstance(name, str) and name for name in self.label_names):
+            raise UserError(f"params: label_names must be non-empty strings (got "
+                            f"{list(self.label_names)})")
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserError(f"params: ema_decay must be in [0, 1) (got {self.ema_decay})")
         if self.sample_steps > self.noise_steps:
@@ -200,7 +214,9 @@ class Params:
                 if f.metadata["group"] == name}
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        values["label_names"] = list(self.label_names)  # JSON has lists, not tuples
+        return values
 
     def save(self, path):
         write_json(path, self.to_dict())
@@ -240,6 +256,8 @@ def _coerce(field, value, source):
     kind = type(field.default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if kind is tuple and isinstance(value, list):
+        value = tuple(value)
     if type(value) is not kind or (kind is float and not math.isfinite(value)):
         raise UserError(f"{source}: {field.name} must be a finite {kind.__name__} "
                         f"(got {value!r})")

@@ -2,6 +2,7 @@
 
   python train.py --preset=tiny                                   # the demo, a minute on a CPU
   python train.py --data_dir=/path/to/genres_original --model_dir=runs/gtzan
+  python train.py --data_dir=/path/to/genres_original --labels=folders  # genre-conditioned
 
 Re-running the same command resumes from the latest checkpoint in --model_dir; Ctrl-C or
 SIGTERM saves one first. TensorBoard:
@@ -34,6 +35,7 @@ from tensorboard.plugins.hparams import api as hparams_api  # noqa: E402
 
 import data  # noqa: E402
 import params as params_lib  # noqa: E402
+from data.audio_files import find_audio_files  # noqa: E402
 from diffusion import SNR_REFUSE, SNR_WARN, Diffusion, samplers  # noqa: E402
 from network import DiffWave, checkpoints, runtime  # noqa: E402
 
@@ -59,6 +61,10 @@ flags.DEFINE_string("init_from", None, "Fine-tune: start from the EMA weights of
 flags.DEFINE_boolean("recompute", False, "Keep only each residual layer's input for the "
                      "backward pass and recompute the rest there: about half the training "
                      "memory for about a fifth more time (bench/README.md).", flag_values=FLAGS)
+flags.DEFINE_enum("labels", "none", ("none", "folders"), "folders: condition the model on each "
+                  "file's first folder under --data_dir (GTZAN's genres), with --label_dropout "
+                  "of the clips shown unlabelled, so generate.py --label --guidance works.",
+                  flag_values=FLAGS)
 flags.DEFINE_boolean("allow_high_snr", False, "Train even when the noise schedule leaves more "
                      f"than {SNR_REFUSE} terminal signal-to-noise ratio.", flag_values=FLAGS)
 
@@ -76,16 +82,26 @@ def check_replicas(params, strategy):
     return replicas
 
 
-def with_training_noise(dataset, diffusion, seed, first_step):
+def with_training_noise(dataset, diffusion, seed, first_step, label_dropout=0.0, no_label=0):
     """Adds each batch's diffusion steps and noise, drawn from (seed, step number) before the
     batch is split across replicas, so one device or several train on the same numbers and a
-    resumed run draws, step for step, the noise an uninterrupted one would have.
+    resumed run draws, step for step, the noise an uninterrupted one would have. Labelled
+    batches lose their labels (to `no_label`) with probability `label_dropout`, drawn alike.
 
-    Returns a dataset of (x0 [batch, time, 1], steps float32 [batch], noise [batch, time, 1]).
+    Returns a dataset of (x0 [batch, time, 1], steps float32 [batch], noise [batch, time, 1]),
+    plus labels int32 [batch] for a dataset of (x0, labels).
     """
     seed = tf.constant(seed, tf.int64)
-    return dataset.enumerate(first_step).map(
-        lambda step, x0: (x0, *diffusion.training_noise(x0, tf.stack([seed, step]))))
+
+    def add_noise(step, batch):
+        x0, *labels = batch if isinstance(batch, tuple) else (batch,)
+        pair = tf.stack([seed, step])
+        if labels:
+            dropped = tf.random.stateless_uniform(
+                tf.shape(labels[0]), tf.random.experimental.stateless_fold_in(pair, 1))
+            labels = [tf.where(dropped < label_dropout, no_label, labels[0])]
+        return (x0, *diffusion.training_noise(x0, pair), *labels)
+    return dataset.enumerate(first_step).map(add_noise)
 
 
 def spectrogram_images(audio, frame_length=256):
@@ -115,7 +131,8 @@ class TrainingLog:
 
     def params(self, params):
         with self.writer.as_default(step=0):
-            hparams_api.hparams(dataclasses.asdict(params))
+            hparams_api.hparams({**params.to_dict(),  # the dashboard takes no lists
+                                 "label_names": ",".join(params.label_names)})
 
     def scalars(self, step, values):
         """`values`: {tag: number}, e.g. {"train/loss": 0.1}."""
@@ -203,17 +220,17 @@ class Trainer:
             self.strategy.run(deviation_across_replicas, (step,)))
         return results[0] > 0
 
-    def _gradients(self, x0, steps, noise):
+    def _gradients(self, x0, steps, noise, *labels):
         """This replica's share of the global mean loss and its (loss-scaled) gradients."""
         with tf.GradientTape() as tape:
             loss = self.diffusion.training_loss(
-                lambda x, s: self.model((x, s), training=True), x0, steps, noise)
+                lambda x, s: self.model((x, s, *labels), training=True), x0, steps, noise)
             loss = loss / self.replicas  # the optimizer sums the replicas' gradients
             scaled = self.optimizer.scale_loss(loss)
         return loss, tape.gradient(scaled, self.model.trainable_variables)
 
-    def _replica_step(self, x0, steps, noise):
-        loss, gradients = self.gradients(x0, steps, noise)
+    def _replica_step(self, x0, steps, noise, *labels):
+        loss, gradients = self.gradients(x0, steps, noise, *labels)
         # The last layer's residual projection feeds nothing: no gradient.
         pairs = [(gradient, weight) for gradient, weight in
                  zip(gradients, self.model.trainable_variables) if gradient is not None]
@@ -231,7 +248,8 @@ class Trainer:
 
     @tf.function
     def train_step(self, batch):
-        """One Adam step on a distributed (x0, steps, noise) batch (`with_training_noise`);
+        """One Adam step on a distributed (x0, steps, noise[, labels]) batch
+        (`with_training_noise`);
         returns (global mean loss, gradient norm before clipping)."""
         losses, norms = self.strategy.run(self._replica_step, args=batch)
         # Warm-up (tf.train.ExponentialMovingAverage's num_updates): the average forgets the
@@ -246,16 +264,18 @@ class Trainer:
 
     @tf.function
     def val_step(self, batch, seed):
-        return self.diffusion.training_loss(lambda x, t: self.model((x, t)), batch,
-                                            *self.diffusion.training_noise(batch, seed))
+        x0, *labels = batch if isinstance(batch, tuple) else (batch,)
+        return self.diffusion.training_loss(lambda x, t: self.model((x, t, *labels)), x0,
+                                            *self.diffusion.training_noise(x0, seed))
 
     def val_loss(self):
-        """Mean loss per clip over a fixed subset of the validation clips, with fixed t and
-        noise (comparable over time); a short last batch weighs by its size."""
+        """Mean loss per clip over a fixed subset of the validation clips (with their labels),
+        with fixed t and noise (comparable over time); a short last batch weighs by its size."""
         total = count = 0.0
         for index, batch in enumerate(data.val_dataset(self.clip_cache, self.params)):
-            total += float(self.val_step(batch, tf.constant([index, 7]))) * len(batch)
-            count += len(batch)
+            size = len(batch[0] if isinstance(batch, tuple) else batch)
+            total += float(self.val_step(batch, tf.constant([index, 7]))) * size
+            count += size
         return total / count if count else None
 
     def generated_clips(self, step):
@@ -295,7 +315,7 @@ class Trainer:
             self.log.params(self.params)
         dataset = with_training_noise(
             data.train_dataset(self.clip_cache, self.params, seed=seed + start), self.diffusion,
-            seed, start)
+            seed, start, self.params.label_dropout, self.model.no_label)
         options = tf.data.Options()  # clips come from one cache file: shard batches, not files
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.DATA)
@@ -395,6 +415,37 @@ def check_checkpoint(params, checkpoint, model_dir):
             "give a new --model_dir") from None
 
 
+def check_label_folders(data_dir):
+    """For a new --labels=folders model, before preprocessing: UserError unless `data_dir`'s
+    audio files lie in two or more folders and none outside them."""
+    if data_dir is None:
+        raise params_lib.UserError("--labels=folders needs --data_dir (a folder per label); "
+                                   "the built-in tones have no labels")
+    if not os.path.isdir(data_dir):
+        return  # data.prepare names what is wrong
+    names = sorted({data.label_of(os.path.relpath(path, os.path.abspath(data_dir)))
+                    for path in find_audio_files(data_dir)})
+    if "" in names:
+        raise params_lib.UserError(
+            f"--labels=folders: --data_dir={data_dir} has files outside any folder, which would "
+            "have no label; put every file in a folder named after its label "
+            "(e.g. DATA/jazz/x.wav)")
+    if len(names) < 2:
+        raise params_lib.UserError(f"--labels=folders: --data_dir={data_dir} has {len(names)} "
+                                   f"label folder(s) ({', '.join(names)}); it needs two or more")
+
+
+def label_params(params, clip_cache):
+    """`params` with the data's labels for a new --labels=folders model (`check_label_folders`
+    first); for a labelled model, UserError unless the data's labels are among its own."""
+    if params.label_names:
+        data.check_labels(clip_cache, params.label_names)
+        return params
+    if FLAGS.labels == "none":
+        return params
+    return dataclasses.replace(params, label_names=tuple(clip_cache.manifest["label_names"]))
+
+
 def check_schedule(diffusion, data_variance, allow_high_snr):
     """UserError (a warning, below SNR_REFUSE) when the schedule's last step leaves the data
     audible: the model would never see the pure noise that sampling starts from."""
@@ -420,6 +471,14 @@ def train():
     if os.path.exists(model_dir) and not os.path.isdir(model_dir):
         raise params_lib.UserError(f"--model_dir={model_dir} is a file; give a folder")
     params = resolve_params(model_dir, FLAGS.init_from)
+    resuming = os.path.exists(os.path.join(model_dir, "params.json"))
+    if FLAGS.labels == "folders" and (resuming or FLAGS.init_from) and not params.label_names:
+        source = f"--model_dir={model_dir}" if resuming else f"--init_from={FLAGS.init_from}"
+        raise params_lib.UserError(
+            f"--labels=folders: {source} holds an unconditional model, and labels would change "
+            "its architecture; train a labelled model from scratch in a new --model_dir")
+    if FLAGS.labels == "folders" and not params.label_names:
+        check_label_folders(FLAGS.data_dir)
     check_replicas(params, strategy)
     if (FLAGS.precision == "mixed_float16" and params.dilation_cycle > 1
             and not tf.config.list_logical_devices("GPU")):
@@ -438,12 +497,18 @@ def train():
     # taken before preprocessing when the folder exists.
     lock = checkpoints.lock_model_dir(model_dir) if chief and os.path.isdir(model_dir) else None
     clip_cache = data.prepare(params, FLAGS.data_dir, FLAGS.cache_dir)
+    params = label_params(params, clip_cache)
     check_schedule(Diffusion.from_params(params), clip_cache.manifest["train_variance"],
                    FLAGS.allow_high_snr)
     keras.utils.set_random_seed(FLAGS.seed)
     os.makedirs(model_dir, exist_ok=True)
     lock = lock or (checkpoints.lock_model_dir(model_dir) if chief else None)  # noqa: F841
     params.save(os.path.join(model_dir, "params.json"))
+    if params.label_names:
+        counts = clip_cache.manifest["label_clips"]
+        params_lib.write_json(os.path.join(model_dir, "labels.json"), counts)
+        print("labels: " + ", ".join(f"{name} ({counts.get(name, 0)} clips)"
+                                     for name in params.label_names), flush=True)
     dilated_conv, said = cli.dilated_conv(FLAGS, training=True)
     print("\n".join(filter(None, [KERNELS[1], said])), flush=True)
     trainer = Trainer(params, clip_cache, model_dir, strategy, FLAGS.jit, dilated_conv,

@@ -6,7 +6,8 @@ before anything imports it.
 
 import importlib
 
-PIPELINE = ("ClipCache", "DataError", "load_audio", "prepare", "train_dataset", "val_dataset")
+PIPELINE = ("ClipCache", "DataError", "check_labels", "label_of", "load_audio", "prepare",
+            "train_dataset", "val_dataset")
 
 
 def __getattr__(name):

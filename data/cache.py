@@ -2,6 +2,8 @@
 
 Layout of `<cache_dir>/<key>/`:
   train.tfrecord, val.tfrecord - one record per clip, raw little-endian float32 [clip_samples];
+  train_labels.npy, val_labels.npy - each clip's label, int32 [clips]: an index into the
+                                 manifest's label_names (its file's first folder);
   manifest.json                - what was found, used and skipped, and clip statistics.
 
 A cache is built in a temporary folder and renamed into place, so a killed run never leaves a
@@ -20,7 +22,7 @@ import tensorflow as tf
 from params import first_line, left_by_ended_process
 
 # Bump when the preprocessing code changes in a way the params do not capture.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 SPLITS = ("train", "val")
 
 
@@ -78,17 +80,20 @@ class CacheWriter:
         self.folder = folder
         self.temp_folder = f"{folder}.partial-{os.getpid()}"
         self.spilled = 0
+        self.labels = {split: [] for split in SPLITS}
         shutil.rmtree(self.temp_folder, ignore_errors=True)
         os.makedirs(self.temp_folder)
         self.writers = {split: tf.io.TFRecordWriter(os.path.join(self.temp_folder,
                                                                  f"{split}.tfrecord"))
                         for split in SPLITS}
 
-    def write(self, split, clips):
-        """clips: float32 [num_clips, clip_samples]. OSError when the disk refuses them."""
+    def write(self, split, clips, label=0):
+        """clips: float32 [num_clips, clip_samples], all of one label. OSError when the disk
+        refuses them."""
         try:
             for clip in np.asarray(clips, "<f4"):
                 self.writers[split].write(clip.tobytes())
+                self.labels[split].append(label)
         except tf.errors.OpError as error:  # e.g. "...; No space left on device"
             raise OSError(first_line(error)) from None
 
@@ -105,6 +110,7 @@ class CacheWriter:
             self._close()
             shutil.copyfile(os.path.join(self.temp_folder, "val.tfrecord"),
                             os.path.join(self.temp_folder, "train.tfrecord"))
+            self.labels["train"] = list(self.labels["val"])
         except OSError:
             self.abort()
             raise
@@ -120,6 +126,9 @@ class CacheWriter:
     def commit(self, manifest):
         try:
             self._close()
+            for split, labels in self.labels.items():
+                np.save(os.path.join(self.temp_folder, f"{split}_labels.npy"),
+                        np.array(labels, np.int32))
             with open(os.path.join(self.temp_folder, "manifest.json"), "w") as f:
                 json.dump(manifest, f, indent=2)
         except OSError:
@@ -136,6 +145,11 @@ class CacheWriter:
         except OSError:
             pass  # the folder goes anyway
         shutil.rmtree(self.temp_folder, ignore_errors=True)
+
+
+def clip_labels(folder, split):
+    """Each cached clip's label index, int32 [clips], in file order."""
+    return np.load(os.path.join(folder, f"{split}_labels.npy"))
 
 
 def clip_dataset(folder, split, clip_samples):

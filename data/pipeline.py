@@ -70,6 +70,13 @@ class Piece:
     keep: int = -1     # decimated samples kept after them (-1: all)
 
 
+def label_of(name):
+    """A file's label for --labels=folders: the first folder of its path under the data folder
+    ("" for a file directly in it)."""
+    parts = name.replace(os.sep, "/").split("/")
+    return parts[0] if len(parts) > 1 else ""
+
+
 def _pieces(sources, params):
     """Splits the sources longer than 1.5 PIECE_SECONDS into Pieces on clip boundaries."""
     pieces = []
@@ -194,6 +201,8 @@ def _build(folder, source, files, sources, skipped, params):
     """Decodes every source, writes the clips and returns the manifest."""
     names = [s.path if source == SYNTHETIC_SOURCE else os.path.relpath(s.path, source)
              for s in sources]
+    labels = [label_of(name) if source != SYNTHETIC_SOURCE else "" for name in names]
+    label_names = sorted(set(labels))
     val_indices = _split(names, params.val_fraction)
     pieces = _pieces(sources, params)
     piece_counts = collections.Counter(piece.source for piece in pieces)
@@ -237,7 +246,7 @@ def _build(folder, source, files, sources, skipped, params):
         split["files"] += 1
         for part in each_part():
             clips = part * gain
-            writer.write(name, clips)
+            writer.write(name, clips, label_names.index(labels[index]))
             split["clips"] += len(clips)
             split["sum"] += float(clips.sum(dtype=np.float64))
             split["square_sum"] += float(np.square(clips, dtype=np.float64).sum())
@@ -303,6 +312,9 @@ def _build(folder, source, files, sources, skipped, params):
         "val_clips": counts["val"]["clips"],
         "validation": validation,
         "train_variance": counts["train"]["square_sum"] / train_values - mean ** 2,
+        "label_names": label_names,
+        "label_clips": {label: writer.labels["train"].count(number)
+                        for number, label in enumerate(label_names)},
         "params": _data_params(params, source),
     }
     writer.commit(manifest)
@@ -346,13 +358,36 @@ def prepare(params, data_dir=None, cache_dir=None):
                         "space or give a writable --cache_dir") from None
 
 
+def check_labels(clip_cache, label_names):
+    """UserError unless every label of the cached clips is one of `label_names`."""
+    unknown = [name for name in clip_cache.manifest["label_names"] if name not in label_names]
+    if unknown:
+        shown = ", ".join(name or "(files directly in the data folder)" for name in unknown)
+        raise DataError(f"{clip_cache.manifest['source']}: clips labelled {shown}, which the "
+                        f"model does not know (its labels: {', '.join(label_names)}); give "
+                        "data in those folders only, or train a new model")
+
+
+def _labelled(clips, clip_cache, split, params):
+    """The clips, or with params.label_names (clip, label int32) pairs, the label an index into
+    them (`check_labels` first)."""
+    if not params.label_names:
+        return clips
+    numbers = np.array([params.label_names.index(name) if name in params.label_names else -1
+                        for name in clip_cache.manifest["label_names"]], np.int32)
+    labels = numbers[cache.clip_labels(clip_cache.folder, split)]
+    return tf.data.Dataset.zip(clips, tf.data.Dataset.from_tensor_slices(labels))
+
+
 def train_dataset(clip_cache, params, seed=0):
     """Endless shuffled training batches.
 
     Returns:
-      tf.data.Dataset of float32 [batch_size, clip_samples, 1].
+      tf.data.Dataset of float32 [batch_size, clip_samples, 1], or with params.label_names
+      pairs of that and int32 [batch_size] labels.
     """
-    clips = cache.clip_dataset(clip_cache.folder, "train", params.clip_samples)
+    clips = _labelled(cache.clip_dataset(clip_cache.folder, "train", params.clip_samples),
+                      clip_cache, "train", params)
     return (clips.shuffle(params.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
             .repeat()
             .batch(params.batch_size, drop_remainder=True)
@@ -364,9 +399,11 @@ def val_dataset(clip_cache, params, max_clips=VAL_CLIPS):
     k-th), in a fixed order: the same clips at every checkpoint, in bounded time.
 
     Returns:
-      tf.data.Dataset of float32 [<= batch_size, clip_samples, 1].
+      tf.data.Dataset of float32 [<= batch_size, clip_samples, 1] (with labels as
+      `train_dataset`).
     """
-    clips = cache.clip_dataset(clip_cache.folder, "val", params.clip_samples)
+    clips = _labelled(cache.clip_dataset(clip_cache.folder, "val", params.clip_samples),
+                      clip_cache, "val", params)
     every = max(1, math.ceil(clip_cache.manifest["val_clips"] / max_clips))
     return clips.shard(every, 0).batch(params.batch_size).prefetch(tf.data.AUTOTUNE)
 

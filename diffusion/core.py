@@ -34,6 +34,12 @@ def beta_schedule(kind, steps, start, end):
     raise UserError(f"unknown beta schedule {kind!r}; choose one of {BETA_SCHEDULES}")
 
 
+def guided_eps(unconditional, conditional, scale):
+    """Classifier-free guidance (Ho & Salimans 2022): eps_u + s (eps_c - eps_u); s = 1 is the
+    conditional prediction, s > 1 pushes samples further towards what sets the label apart."""
+    return unconditional + scale * (conditional - unconditional)
+
+
 class Diffusion:
     """The noise schedule and every formula that uses it: one place for the math."""
 

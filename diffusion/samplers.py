@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from diffusion.core import Diffusion
+from diffusion.core import Diffusion, guided_eps
 from params import UserError
 
 SAMPLERS = ("fast", "ddim", "ddpm")
@@ -119,6 +119,27 @@ def example_noise(seed, first_example):
                 tf.random.experimental.stateless_fold_in([seed, 0], first_example + i), index))
             for i in range(shape[0])])
     return noise
+
+
+def guided(model, label, no_label, scale=1.0):
+    """The samplers' model(x_t, t) from a labelled one, model(x_t, t, labels int32 [batch]).
+
+    label: the label's index (an int or an int32 scalar tensor), or None for the
+      unconditional prediction (`no_label`).
+    scale: classifier-free guidance (a float, or a float32 scalar tensor); other than 1, the
+      conditional and unconditional predictions come from one call on the batch twice over
+      (`core.guided_eps`).
+    """
+    def labelled(x, t):
+        batch = tf.shape(x)[0]
+        labels = tf.fill([batch], no_label if label is None else label)
+        if label is None or (not tf.is_tensor(scale) and scale == 1):
+            return model(x, t, labels)
+        both = model(tf.concat([x, x], 0), tf.concat([t, t], 0),
+                     tf.concat([labels, tf.fill([batch], no_label)], 0))
+        conditional, unconditional = tf.split(both, 2)
+        return guided_eps(unconditional, conditional, scale)
+    return labelled
 
 
 def from_audio(plan, diffusion, strength, data_variance):

@@ -1,7 +1,10 @@
-"""DiffWave (Kong et al. 2020, unconditional), read top to bottom as the paper's figure 2.
+"""DiffWave (Kong et al. 2020), read top to bottom as the paper's figure 2.
 
   audio [batch, time, 1] -> 1x1 conv, ReLU -> L residual layers -> sum of skips / sqrt(L)
   -> ReLU -> 1x1 conv, ReLU -> 1x1 conv (zero-initialised) -> predicted noise [batch, time, 1]
+
+Unconditional, or conditioned on a label (genre, class) as a global condition: a learned label
+embedding added to the step embedding that every residual layer receives.
 
 Every layer is a convolution along time, so the network accepts any length.
 """
@@ -188,11 +191,14 @@ class ResidualLayer(keras.layers.Layer):
 
 
 class DiffWave(keras.Model):
-    """Predicts the noise in x_t. Call as `model((audio, steps))`.
+    """Predicts the noise in x_t. Call as `model((audio, steps))` or `model((audio, steps,
+    labels))`.
 
     Inputs:
       audio: float32 [batch, time, 1], the noisy signal x_t.
       steps: float32 [batch], the diffusion step t (0-based; fractional allowed).
+      labels: int32 [batch], indices into params.label_names, or `no_label` (the default):
+        only for a model with label_names.
     Returns:
       float32 [batch, time, 1], the predicted noise.
 
@@ -213,6 +219,12 @@ class DiffWave(keras.Model):
         channels = params.residual_channels
         self.dilations = [2 ** (i % params.dilation_cycle) for i in range(params.residual_layers)]
         self.embedding = StepEmbedding(params.embedding_channels, dtype=self.exact_dtype)
+        # The last row is "no label": label dropout trains it, so the same network predicts
+        # the unconditional noise that classifier-free guidance needs.
+        self.no_label = len(params.label_names)
+        if params.label_names:
+            self.label_embedding = keras.layers.Embedding(
+                self.no_label + 1, params.embedding_channels, dtype=self.exact_dtype)
         # float32: near t = 0, x_t differs from x_0 by noise far below bfloat16's rounding.
         self.input_projection = keras.layers.Conv1D(channels, 1, activation="relu",
                                                     dtype=self.exact_dtype)
@@ -242,8 +254,11 @@ class DiffWave(keras.Model):
         return 1 + 2 * sum(self.dilations)
 
     def call(self, inputs, training=False):
-        audio, steps = inputs
+        audio, steps, *labels = inputs
         embedding = self.embedding(steps)
+        if self.no_label:
+            labels = labels[0] if labels else tf.fill(tf.shape(steps), self.no_label)
+            embedding = embedding + self.label_embedding(labels)
         # The residual input x is carried as stream = x / scale (see ResidualLayer.call);
         # renormalising now and then keeps float16 streams far from overflow.
         stream, scale = self.input_projection(audio), 1.0

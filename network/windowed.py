@@ -14,19 +14,20 @@ def windowed(model, window, halo, on_window=None):
     exactly what the whole signal would give, and memory stays bounded by the window size.
 
     Args:
-      model: (audio [batch, time, 1], t [batch]) -> [batch, time, 1].
+      model: (audio [batch, time, 1], t [batch], *per-example inputs [batch]) ->
+        [batch, time, 1].
       on_window: called after each window with (windows done, windows in all).
     Returns:
       the same kind of callable, for any time.
     """
-    def evaluate(audio, steps):
+    def evaluate(audio, steps, *per_example):
         length = int(audio.shape[1])
         count = math.ceil(length / window)
         pieces = []
         for number, start in enumerate(range(0, length, window), 1):
             end = min(start + window, length)
             low, high = max(0, start - halo), min(length, end + halo)
-            pieces.append(model(audio[:, low:high], steps)[:, start - low:end - low])
+            pieces.append(model(audio[:, low:high], steps, *per_example)[:, start - low:end - low])
             if on_window:
                 on_window(number, count)
         return tf.concat(pieces, axis=1)
@@ -34,11 +35,15 @@ def windowed(model, window, halo, on_window=None):
 
 
 def windowed_network(network, window, on_window=None, jit=False):
-    """A DiffWave as the samplers' model(x_t, t), evaluated in windows of `window` samples with
-    the halo its receptive field needs; one traced graph serves every window length (XLA, with
-    `jit`, compiles one per shape)."""
-    @tf.function(input_signature=[tf.TensorSpec([None, None, 1]), tf.TensorSpec([None])],
-                 jit_compile=jit)
-    def model(audio, steps):
-        return network((audio, steps))
+    """A DiffWave as model(x_t, t), or model(x_t, t, labels int32 [batch]) when it has labels
+    (`diffusion.samplers.guided` makes that the samplers' model(x_t, t)), evaluated in windows
+    of `window` samples with the halo its receptive field needs; one traced graph serves every
+    window length (XLA, with `jit`, compiles one per shape)."""
+    signature = [tf.TensorSpec([None, None, 1]), tf.TensorSpec([None])]
+    if network.no_label:
+        signature.append(tf.TensorSpec([None], tf.int32))
+
+    @tf.function(input_signature=signature, jit_compile=jit)
+    def model(*inputs):
+        return network(inputs)
     return windowed(model, window, (network.receptive_field - 1) // 2, on_window)

@@ -138,23 +138,57 @@ def clips(tmp_path_factory, worker_id):
     return _session_folder(tmp_path_factory, worker_id) / "clips"
 
 
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory, worker_id, clips):
-    """TINY trained for 30 steps, checkpoints at 15 and 30: one run for every test that needs a
-    trained model dir (read-only: copy it to change it); its clips are in `clips`. Under
-    pytest-xdist the first worker that needs it trains it in the session's temporary folder, and
-    the others wait for it there (an flock)."""
+def _trained_once(tmp_path_factory, worker_id, name, args, make_data=None):
+    """train.py ARGS run once in the test session into SESSION/NAME/model (its output in
+    SESSION/NAME/train.log), read-only for every test; `make_data(folder)` first writes its
+    audio into SESSION/NAME/data. Under pytest-xdist the first worker that
+    needs it trains it in the session's temporary folder, and the others wait for it there (an
+    flock)."""
     session = _session_folder(tmp_path_factory, worker_id)
-    workspace, done = session / "trained", session / "trained.done"
-    with open(session / "trained.lock", "w") as lock:
+    workspace, done = session / name, session / f"{name}.done"
+    with open(session / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
             shutil.rmtree(workspace, ignore_errors=True)  # what a failed try left
-            result = command("train.py", *TINY, "--max_steps=30", "--checkpoint_every=15",
-                             f"--model_dir={workspace / 'model'}", f"--cache_dir={clips}")
+            os.makedirs(workspace)
+            if make_data:
+                make_data(workspace / "data")
+            result = command("train.py", *args, f"--model_dir={workspace / 'model'}")
             assert result.returncode == 0, result.stderr
+            (workspace / "train.log").write_text(result.stdout)
             done.touch()
     return workspace / "model"
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, worker_id, clips):
+    """TINY trained for 30 steps, checkpoints at 15 and 30: one run for every test that needs a
+    trained model dir (read-only: copy it to change it); its clips are in `clips`."""
+    return _trained_once(tmp_path_factory, worker_id, "trained", [
+        *TINY, "--max_steps=30", "--checkpoint_every=15", f"--cache_dir={clips}"])
+
+
+# Pitch ranges (Hz) of the labelled tones: two octaves apart.
+PITCH_RANGES = {"low": (100.0, 200.0), "high": (800.0, 1600.0)}
+
+
+@pytest.fixture(scope="session")
+def labelled_model_dir(tmp_path_factory, worker_id, clips):
+    """The tiny preset trained with --labels=folders on tones in two labelled pitch ranges
+    (DATA/low, DATA/high: 8 files of 3 s each, one random pitch per file), 600 steps on
+    1024-sample clips: enough to keep its labels apart."""
+    def make_data(folder):
+        rng = np.random.default_rng(0)
+        for label, (low, high) in PITCH_RANGES.items():
+            for index in range(8):
+                frequency = np.exp(rng.uniform(np.log(low), np.log(high)))
+                write_audio(str(folder / label / f"{index}.wav"),
+                            tone(3.0, 22050, frequency, amplitude=0.3), 22050)
+    session = _session_folder(tmp_path_factory, worker_id)
+    return _trained_once(tmp_path_factory, worker_id, "labelled", [
+        "--preset=tiny", f"--data_dir={session / 'labelled' / 'data'}", "--labels=folders",
+        "--clip_samples=1024", "--learning_rate=3e-3", "--max_steps=600",
+        "--checkpoint_every=600", f"--cache_dir={clips}"], make_data)
 
 
 # The modules that take longest (each a minute or more on two cores: they train, or start
