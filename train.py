@@ -415,9 +415,10 @@ def check_checkpoint(params, checkpoint, model_dir):
             "give a new --model_dir") from None
 
 
-def check_label_folders(data_dir):
-    """For a new --labels=folders model, before preprocessing: UserError unless `data_dir`'s
-    audio files lie in two or more folders and none outside them."""
+def check_label_folders(data_dir, label_names):
+    """Before preprocessing, for --labels=folders (`label_names` empty: a new labelled model) or
+    a labelled model: UserError unless `data_dir`'s audio files lie in two or more folders and
+    none outside them, or in folders of the model's labels only."""
     if data_dir is None:
         raise params_lib.UserError("--labels=folders needs --data_dir (a folder per label); "
                                    "the built-in tones have no labels")
@@ -425,6 +426,15 @@ def check_label_folders(data_dir):
         return  # data.prepare names what is wrong
     names = sorted({data.label_of(os.path.relpath(path, os.path.abspath(data_dir)))
                     for path in find_audio_files(data_dir)})
+    unknown = [name for name in names if name not in label_names]
+    if label_names and unknown:
+        shown = ", ".join(name or "(files outside any folder)" for name in unknown)
+        raise params_lib.UserError(
+            f"--data_dir={data_dir} has clips labelled {shown}, which the model does not know "
+            f"(its labels: {', '.join(label_names)}); give data in those folders only, or "
+            "train a new model")
+    if label_names:
+        return
     if "" in names:
         raise params_lib.UserError(
             f"--labels=folders: --data_dir={data_dir} has files outside any folder, which would "
@@ -433,17 +443,6 @@ def check_label_folders(data_dir):
     if len(names) < 2:
         raise params_lib.UserError(f"--labels=folders: --data_dir={data_dir} has {len(names)} "
                                    f"label folder(s) ({', '.join(names)}); it needs two or more")
-
-
-def label_params(params, clip_cache):
-    """`params` with the data's labels for a new --labels=folders model (`check_label_folders`
-    first); for a labelled model, UserError unless the data's labels are among its own."""
-    if params.label_names:
-        data.check_labels(clip_cache, params.label_names)
-        return params
-    if FLAGS.labels == "none":
-        return params
-    return dataclasses.replace(params, label_names=tuple(clip_cache.manifest["label_names"]))
 
 
 def check_schedule(diffusion, data_variance, allow_high_snr):
@@ -477,8 +476,8 @@ def train():
         raise params_lib.UserError(
             f"--labels=folders: {source} holds an unconditional model, and labels would change "
             "its architecture; train a labelled model from scratch in a new --model_dir")
-    if FLAGS.labels == "folders" and not params.label_names:
-        check_label_folders(FLAGS.data_dir)
+    if FLAGS.labels == "folders" or params.label_names:
+        check_label_folders(FLAGS.data_dir, params.label_names)
     check_replicas(params, strategy)
     if (FLAGS.precision == "mixed_float16" and params.dilation_cycle > 1
             and not tf.config.list_logical_devices("GPU")):
@@ -497,7 +496,9 @@ def train():
     # taken before preprocessing when the folder exists.
     lock = checkpoints.lock_model_dir(model_dir) if chief and os.path.isdir(model_dir) else None
     clip_cache = data.prepare(params, FLAGS.data_dir, FLAGS.cache_dir)
-    params = label_params(params, clip_cache)
+    if FLAGS.labels == "folders" and not params.label_names:  # a new labelled model
+        params = dataclasses.replace(
+            params, label_names=tuple(clip_cache.manifest["label_names"]))
     check_schedule(Diffusion.from_params(params), clip_cache.manifest["train_variance"],
                    FLAGS.allow_high_snr)
     keras.utils.set_random_seed(FLAGS.seed)

@@ -6,7 +6,7 @@ before anything imports it.
 
 import importlib
 
-PIPELINE = ("ClipCache", "DataError", "check_labels", "label_of", "load_audio", "prepare",
+PIPELINE = ("ClipCache", "DataError", "label_of", "load_audio", "prepare",
             "train_dataset", "val_dataset")
 
 

@@ -358,22 +358,12 @@ def prepare(params, data_dir=None, cache_dir=None):
                         "space or give a writable --cache_dir") from None
 
 
-def check_labels(clip_cache, label_names):
-    """UserError unless every label of the cached clips is one of `label_names`."""
-    unknown = [name for name in clip_cache.manifest["label_names"] if name not in label_names]
-    if unknown:
-        shown = ", ".join(name or "(files directly in the data folder)" for name in unknown)
-        raise DataError(f"{clip_cache.manifest['source']}: clips labelled {shown}, which the "
-                        f"model does not know (its labels: {', '.join(label_names)}); give "
-                        "data in those folders only, or train a new model")
-
-
 def _labelled(clips, clip_cache, split, params):
     """The clips, or with params.label_names (clip, label int32) pairs, the label an index into
-    them (`check_labels` first)."""
+    them (every label of the clips must be one: train.py checks the data's folders)."""
     if not params.label_names:
         return clips
-    numbers = np.array([params.label_names.index(name) if name in params.label_names else -1
+    numbers = np.array([params.label_names.index(name)
                         for name in clip_cache.manifest["label_names"]], np.int32)
     labels = numbers[cache.clip_labels(clip_cache.folder, split)]
     return tf.data.Dataset.zip(clips, tf.data.Dataset.from_tensor_slices(labels))

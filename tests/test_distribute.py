@@ -70,8 +70,11 @@ def network_weight_count(model_dir):
     return len(DiffWave(params).build_for().weights)
 
 
-def test_two_logical_cpus_train_like_one_device(workspace):
-    flags = ["--max_steps=6", "--checkpoint_every=6", "--learning_rate=0.01"]
+def test_two_logical_cpus_train_like_one_device(workspace, labelled_model_dir):
+    """On labelled tones (--labels=folders): each replica gets its half of the labels and of
+    the label dropout."""
+    flags = ["--max_steps=6", "--checkpoint_every=6", "--learning_rate=0.01",
+             f"--data_dir={labelled_model_dir.parent / 'data'}", "--labels=folders"]
     one = command("train.py", "--strategy=default",
                   *tiny_flags(workspace, workspace / "one", *flags))
     two = on_logical_cpus(workspace, 2, "--strategy=mirrored",
@@ -87,6 +90,7 @@ def test_two_logical_cpus_train_like_one_device(workspace):
     assert len(single) > network_weight_count(workspace / "one")
     moved = max(np.abs(single[name]).max() for name in single if "output_projection" in name)
     assert moved > 1e-3
+    assert any("label_embedding" in name for name in single)
     for name in single:
         np.testing.assert_allclose(mirrored[name], single[name], atol=2e-5, rtol=1e-3,
                                    err_msg=name)

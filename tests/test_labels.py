@@ -2,6 +2,7 @@
 generate.py --label --guidance, on tones in two labelled pitch ranges (conftest)."""
 
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -154,3 +155,16 @@ def test_train_refuses_labels_it_cannot_have(model_dir, tmp_path, clips):
                                         f"--model_dir={target}", f"--cache_dir={clips}",
                                         "--max_steps=1", *flags), expected)
         assert not target.exists()
+
+
+def test_a_labelled_model_refuses_data_with_a_label_it_does_not_know(labelled_model_dir,
+                                                                     tmp_path, clips):
+    data = tmp_path / "data"
+    for label in ("low", "middle"):
+        write_audio(str(data / label / "a.wav"), tone(1.0, 22050, 440), 22050)
+    copy = tmp_path / "copy"
+    shutil.copytree(labelled_model_dir, copy)
+    assert_one_line_refusal(command("train.py", f"--model_dir={copy}", f"--data_dir={data}",
+                                    f"--cache_dir={clips}", "--max_steps=700"),
+                            "has clips labelled middle, which the model does not know (its labels: "
+                            "high, low)")

@@ -249,8 +249,8 @@ def test_a_long_file_read_in_pieces_gives_the_clips_of_the_whole_file(
     assert pieces.manifest["train_clips"] == whole.manifest["train_clips"] == (
         seconds * params.sample_rate // params.clip_samples)
     np.testing.assert_allclose(_clips(pieces, params), _clips(whole, params), atol=2e-5)
-    assert sorted(os.listdir(pieces.folder)) == ["manifest.json", "train.tfrecord",
-                                                 "val.tfrecord"]  # no piece left on disk
+    assert sorted(os.listdir(pieces.folder)) == [  # no piece left on disk
+        "manifest.json", "train.tfrecord", "train_labels.npy", "val.tfrecord", "val_labels.npy"]
 
 
 def test_validation_is_a_fixed_subset_spread_over_the_split(tiny_params, cache_dir):
