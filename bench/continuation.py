@@ -97,6 +97,7 @@ def main():
                                       keepdims=True))
     excerpts = np.clip(excerpts, -1, 1)
     prompts = excerpts[:, :prompt_samples]
+    calibrate.write_set(os.path.join(args.out, "real"), excerpts)  # for listening, figures
     reference = evaluate.folder_features(os.path.join(args.yardstick, "reference"), RATE)
     total = args.prompt_seconds + args.seconds
     rows = [score("real", prompts, excerpts, reference, args.seconds)]
@@ -109,8 +110,9 @@ def main():
         clips, started = [], time.perf_counter()
         for index, prompt in enumerate(prompts):
             path = os.path.join(args.out, "prompts", f"{index:03d}.wav")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            write_wav(path, prompt, RATE)
+            if not os.path.exists(path):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                write_wav(path, prompt, RATE)
             clips.append(generated(os.path.join(args.out, f"continued_{resamplings}", str(index)),
                                    args, f"--prompt_audio={path}", f"--seconds={total}",
                                    f"--resamplings={resamplings}")[0])

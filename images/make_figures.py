@@ -3,11 +3,13 @@
   pip install matplotlib && python images/make_figures.py [--curves=MODEL_DIR]
       [--recipe=runs/recipe/recipe.jsonl --run=c48l10 --yardstick=/tmp/yardstick]
       [--generated=FOLDER --real=FOLDER] [--variations LABEL=FILE ...]
+      [--continuation LABEL=FILE ... --seam=SECONDS]
 
 --curves (a train.py --model_dir) adds its loss curves; --recipe the distances of one
 bench/recipe.py run over its training steps, against the calibration rows of
 bench/calibrate.py's --yardstick; --generated and --real spectrograms of generated clips beside
-real ones; --variations spectrograms of variations of one clip.
+real ones; --variations spectrograms of variations of one clip; --continuation spectrograms of
+continuations of one prompt, its end (--seam) marked.
 """
 
 import argparse
@@ -182,14 +184,17 @@ def spectrograms_figure(generated, real, path, count=3, rate=params_lib.BASE.sam
     fig.savefig(path, dpi=90, pil_kwargs={"quality": 85})
 
 
-def variations_figure(labelled_files, path, rate=params_lib.BASE.sample_rate):
-    """Spectrograms of clips at the model rate side by side: `labelled_files` [(label, file)]."""
+def side_by_side_figure(labelled_files, path, seam=None, rate=params_lib.BASE.sample_rate):
+    """Spectrograms of clips at the model rate side by side: `labelled_files` [(label, file)];
+    a dashed line at `seam` seconds."""
     fig, axes = plt.subplots(1, len(labelled_files), figsize=(4 * len(labelled_files), 3.2),
                              sharey=True)
     for axis, (label, file) in zip(axes, labelled_files):
         audio, file_rate = soundfile.read(file, dtype="float32")
         assert file_rate == rate, f"{file}: {file_rate} Hz, expected {rate}"
         axis.specgram(audio, NFFT=512, Fs=rate, noverlap=384, cmap="magma", vmin=-120, vmax=-30)
+        if seam is not None:
+            axis.axvline(seam, color="white", linestyle="--", linewidth=1)
         axis.set_title(label, fontsize=9)
         axis.set_xlabel("s")
     axes[0].set_ylabel("Hz")
@@ -208,6 +213,10 @@ if __name__ == "__main__":
     parser.add_argument("--variations", nargs="+", metavar="LABEL=FILE",
                         help="clips at the model rate to draw side by side (generate.py "
                         "--init_audio at several --strength, 0 the input as the model hears it)")
+    parser.add_argument("--continuation", nargs="+", metavar="LABEL=FILE",
+                        help="clips at the model rate that continue one prompt (and the real "
+                        "continuation), drawn side by side")
+    parser.add_argument("--seam", type=float, help="where --continuation's prompt ends (s)")
     args = parser.parse_args()
     params = params_lib.preset("base")
     here = os.path.dirname(os.path.abspath(__file__))
@@ -223,5 +232,8 @@ if __name__ == "__main__":
         spectrograms_figure(args.generated, args.real,
                             os.path.join(here, "generated_vs_real.jpg"))
     if args.variations:
-        variations_figure([item.split("=", 1) for item in args.variations],
-                          os.path.join(here, "variations.jpg"))
+        side_by_side_figure([item.rsplit("=", 1) for item in args.variations],
+                            os.path.join(here, "variations.jpg"))
+    if args.continuation:
+        side_by_side_figure([item.rsplit("=", 1) for item in args.continuation],
+                            os.path.join(here, "continuation.jpg"), args.seam)
