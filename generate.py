@@ -88,9 +88,9 @@ flags.DEFINE_string("inpaint", None, "START:END in seconds: regenerate this regi
                     "--prompt_audio and keep the rest; the clips are as long as the file.",
                     flag_values=FLAGS)
 flags.DEFINE_integer("resamplings", 0, "With --prompt_audio, run each step this many more "
-                     "times, noised back between runs (RePaint's resampling): the new audio "
-                     "fits the kept audio better, at that many times the network calls.",
-                     flag_values=FLAGS)
+                     "times, noised back between runs (RePaint's resampling), for the new audio "
+                     "to fit the kept audio better; as many more network calls. README: where "
+                     "it helped.", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
 flags.DEFINE_string("output_dir", "samples", "Folder for the WAV files (created if missing).",
                     flag_values=FLAGS)

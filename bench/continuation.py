@@ -11,6 +11,8 @@ value, generate.py continues every excerpt's first --prompt_seconds to the full 
   real         the excerpts' own continuation (the floor)
   pasted       the prompt followed by generate.py's clip without a prompt (a plain cut)
   continued_R  generate.py --prompt_audio --resamplings=R
+  inpainted_R  generate.py --prompt_audio=EXCERPT --inpaint=P:P+2 --resamplings=R (the 2 s after
+               the prompt redrawn): its two seams only, against the audio kept
 
 Each row scores its --seconds after the prompt against YARDSTICK/reference (evaluate.py's
 distances), `follows`: the fraction of clips whose continuation's mean log-mel spectrum is
@@ -75,6 +77,25 @@ def generated(folder, args, *flags):
                      for name in sorted(os.listdir(folder))])
 
 
+def inpainted(excerpts, first, resamplings, args):
+    """The inpainting row: each excerpt's 2 s from sample `first` redrawn; its seams' ratios
+    against the audio kept (median and 90th percentile over both seams of every clip)."""
+    end = first + 2 * RATE
+    seams = []
+    for index in range(len(excerpts)):
+        path = os.path.join(args.out, "real", f"{index:03d}.wav")
+        [clip] = generated(os.path.join(args.out, f"inpainted_{resamplings}", str(index)), args,
+                           f"--prompt_audio={path}", f"--inpaint={first / RATE}:{end / RATE}",
+                           f"--resamplings={resamplings}")
+        kept = np.concatenate([clip[:first], clip[end:]])
+        seams += [evaluate.seam_ratios(clip, first, kept), evaluate.seam_ratios(clip, end, kept)]
+    seams = np.array(seams)
+    return {"row": f"inpainted_{resamplings}",
+            "seam_jump": [round(float(np.percentile(seams[:, 0], q)), 2) for q in (50, 90)],
+            "seam_spectral": [round(float(np.percentile(seams[:, 1], q)), 2) for q in (50, 90)],
+            "clips": len(excerpts)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", required=True, help="bench/split_music.py's split folder")
@@ -86,6 +107,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--sampler", default="fast")
     parser.add_argument("--resamplings", default="0,2", help="comma-separated values to try")
+    parser.add_argument("--rows", default="continued,inpainted",
+                        help="which of the rows for each --resamplings to make")
     args = parser.parse_args()
     heldout = calibrate.tracks_of(os.path.join(args.split, "heldout"))
     keys = sorted(heldout, key=lambda key: hashlib.sha256(key.encode()).hexdigest())
@@ -107,6 +130,11 @@ def main():
                       args.seconds))
     print(json.dumps(rows[0]), json.dumps(rows[1]), sep="\n", flush=True)
     for resamplings in (int(value) for value in args.resamplings.split(",")):
+        if "inpainted" in args.rows:
+            rows.append(inpainted(excerpts, prompt_samples, resamplings, args))
+            print(json.dumps(rows[-1]), flush=True)
+        if "continued" not in args.rows:
+            continue
         clips, started = [], time.perf_counter()
         for index, prompt in enumerate(prompts):
             path = os.path.join(args.out, "prompts", f"{index:03d}.wav")
