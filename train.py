@@ -193,7 +193,9 @@ class Trainer:
             os.path.join(model_dir, "checkpoints"), self.is_chief,
             model=self.model, ema=self.ema, optimizer=adam, step=self.step)
         self.log = TrainingLog(model_dir, self.is_chief)
-        self.generate = tf.function(lambda x, t: self.ema((x, t)))
+        # TensorBoard's clips: a labelled model's show its first labels, one per clip.
+        shown = ([tf.range(SAMPLES_SHOWN) % self.ema.no_label] if self.ema.no_label else [])
+        self.generate = tf.function(lambda x, t: self.ema((x, t, *shown)))
         self.gradients = tf.function(self._gradients, jit_compile=True) if jit else self._gradients
 
     def restore(self):
