@@ -325,7 +325,7 @@ def generate():
                         len(plan) * (1 + FLAGS.corrector_steps) * (1 + FLAGS.resamplings),
                         math.ceil(model_samples / FLAGS.window))
     windowed = windowed_network(model, FLAGS.window, progress.advance, FLAGS.jit)
-    if model.no_label:  # a labelled model: the label's, guided, or without a label
+    if label is not None:
         windowed = samplers.guided(windowed, label, model.no_label, FLAGS.guidance)
     started = time.perf_counter()
     for first in range(0, FLAGS.num_samples, FLAGS.batch_size):

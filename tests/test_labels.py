@@ -103,6 +103,7 @@ def test_guidance_is_one_batched_call_that_extrapolates_from_the_unlabelled_pred
     np.testing.assert_allclose(samplers.guided(windowed, None, 3)(x, steps), unconditional,
                                atol=1e-5)
     np.testing.assert_allclose(network((x, steps)), unconditional, atol=1e-6)  # the default
+    np.testing.assert_allclose(windowed(x, steps), unconditional, atol=1e-5)
 
 
 def test_label_dropout_hides_that_share_of_labels_the_same_way_every_run():
