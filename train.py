@@ -422,8 +422,10 @@ def check_label_folders(data_dir, label_names):
     a labelled model: UserError unless `data_dir`'s audio files lie in two or more folders and
     none outside them, or in folders of the model's labels only."""
     if data_dir is None:
-        raise params_lib.UserError("--labels=folders needs --data_dir (a folder per label); "
-                                   "the built-in tones have no labels")
+        needs = (f"the model is labelled ({', '.join(label_names)}), so it" if label_names
+                 else "--labels=folders")
+        raise params_lib.UserError(f"{needs} needs --data_dir (a folder per label); the "
+                                   "built-in tones have no labels")
     if not os.path.isdir(data_dir):
         return  # data.prepare names what is wrong
     names = sorted({data.label_of(os.path.relpath(path, os.path.abspath(data_dir)))
