@@ -173,6 +173,12 @@ def clip_lengths(model_rate, output_rate):
     return math.ceil(output_samples * model_rate / output_rate), output_samples
 
 
+def file_length(model_samples, model_rate, output_rate):
+    """Samples per file at the output rate of a clip as long as a given file (`model_samples`
+    at the model rate)."""
+    return max(1, round(model_samples * output_rate / model_rate))
+
+
 def available_memory():
     """Bytes of memory the system can give this process without swapping."""
     try:
@@ -245,9 +251,9 @@ def variation_start(params, plan, output_rate):
     plan = samplers.from_audio(plan, Diffusion.from_params(params), FLAGS.strength,
                                params.target_rms ** 2)  # the level training data has
     start = load_audio(FLAGS.init_audio, params)
-    output_samples = max(1, round(len(start) * output_rate / params.sample_rate))
     # Strength 1 ignores the input: pure noise, as without it.
-    return plan, None if FLAGS.strength == 1 else start[None, :, None], len(start), output_samples
+    return (plan, None if FLAGS.strength == 1 else start[None, :, None], len(start),
+            file_length(len(start), params.sample_rate, output_rate))
 
 
 def parse_inpaint(duration):
@@ -274,7 +280,7 @@ def known_audio(params, output_rate):
             raise UserError("--inpaint keeps the file's length; drop --seconds/--samples")
         start, end = parse_inpaint(len(audio) / rate)
         return (samplers.known(audio, round(start * rate), round(end * rate)), len(audio),
-                max(1, round(len(audio) * output_rate / rate)))
+                file_length(len(audio), rate, output_rate))
     model_samples, output_samples = clip_lengths(rate, output_rate)
     if len(audio) >= model_samples:
         raise UserError(f"--prompt_audio={FLAGS.prompt_audio} is {len(audio) / rate:g} s, not "

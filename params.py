@@ -214,9 +214,7 @@ class Params:
                 if f.metadata["group"] == name}
 
     def to_dict(self):
-        values = dataclasses.asdict(self)
-        values["label_names"] = list(self.label_names)  # JSON has lists, not tuples
-        return values
+        return dataclasses.asdict(self)
 
     def save(self, path):
         write_json(path, self.to_dict())

@@ -39,18 +39,16 @@ def windowed_network(network, window, on_window=None, jit=False):
     the halo its receptive field needs; one traced graph serves every window length (XLA, with
     `jit`, compiles one per shape). A labelled DiffWave's is model(x_t, t, labels int32 [batch]
     = all "no label"); `diffusion.samplers.guided` gives it a label and guidance."""
-    if not network.no_label:
-        @tf.function(input_signature=[tf.TensorSpec([None, None, 1]), tf.TensorSpec([None])],
-                     jit_compile=jit)
-        def model(audio, steps):
-            return network((audio, steps))
-        return windowed(model, window, (network.receptive_field - 1) // 2, on_window)
+    signature = [tf.TensorSpec([None, None, 1]), tf.TensorSpec([None])]
+    if network.no_label:
+        signature.append(tf.TensorSpec([None], tf.int32))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, 1]), tf.TensorSpec([None]),
-                                  tf.TensorSpec([None], tf.int32)], jit_compile=jit)
-    def labelled(audio, steps, labels):
-        return network((audio, steps, labels))
-    evaluate = windowed(labelled, window, (network.receptive_field - 1) // 2, on_window)
+    @tf.function(input_signature=signature, jit_compile=jit)
+    def model(*inputs):
+        return network(inputs)
+    evaluate = windowed(model, window, (network.receptive_field - 1) // 2, on_window)
+    if not network.no_label:
+        return evaluate
 
     def with_labels(audio, steps, labels=None):
         if labels is None:
