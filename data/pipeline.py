@@ -100,13 +100,24 @@ def _pieces(sources, params):
     return pieces
 
 
+def model_lowpass(params):
+    """The low-pass taps that bring params.input_rate to params.sample_rate."""
+    return lowpass.design_lowpass(params.input_rate, params.decimation,
+                                  params.lowpass_stopband_db, params.lowpass_transition)
+
+
+def model_passband_edge(params):
+    """Highest frequency (Hz) the model's low-pass keeps intact."""
+    return lowpass.passband_edge(params.input_rate, params.decimation, params.lowpass_transition)
+
+
 def _clips_graph(params):
     """Builds the per-piece graph function: a piece in, its non-silent clips out."""
-    taps = lowpass.design_lowpass(params)
+    taps = model_lowpass(params)
     input_rate = params.input_rate
     silence_rms = 10.0 ** (params.silence_dbfs / 20)
     tone_samples = params.clip_samples * params.decimation
-    max_frequency = lowpass.passband_edge(params)
+    max_frequency = model_passband_edge(params)
 
     def soundfile_or_reason(path, start, frames):
         try:
@@ -414,6 +425,6 @@ def load_audio(path, params):
     except (audio_files.BadAudio, OSError) as reason:
         raise DataError(f"{path}: {first_line(reason)}; give an audio file (.wav .flac .ogg "
                         ".mp3 .au)") from None
-    decimated = lowpass.decimate(audio, lowpass.design_lowpass(params), params.decimation)
+    decimated = lowpass.decimate(audio, model_lowpass(params), params.decimation)
     decimated = decimated.numpy()
     return decimated * _gain(lambda: [decimated], params.target_rms)

@@ -30,12 +30,12 @@ import scipy.signal  # noqa: E402
 import soundfile  # noqa: E402
 
 import params as params_lib  # noqa: E402
-from data import lowpass, synthetic  # noqa: E402
+from data import lowpass, pipeline, synthetic  # noqa: E402
 from network import DiffWave  # noqa: E402
 
 
 def lowpass_figure(params, path):
-    taps = lowpass.design_lowpass(params)
+    taps = pipeline.model_lowpass(params)
     frequencies, response = scipy.signal.freqz(taps, worN=1 << 15, fs=params.input_rate)
     gain_db = 20 * np.log10(np.maximum(np.abs(response), 1e-12))
     fig, (full, passband) = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -49,7 +49,7 @@ def lowpass_figure(params, path):
     full.set_ylabel("gain (dB)")
     full.set_title(f"Anti-aliasing low-pass, {len(taps)} taps")
     full.legend(loc="lower left")
-    edge = lowpass.passband_edge(params)
+    edge = pipeline.model_passband_edge(params)
     passband.set_xlim(0, edge)
     passband.set_ylim(-0.02, 0.02)
     passband.set_title(f"Passband (to {edge:.0f} Hz): ripple in dB")
@@ -62,7 +62,7 @@ def tones_figure(params, path):
     fig, axes = plt.subplots(1, 4, figsize=(12, 3), sharey=True)
     for index, axis in enumerate(axes):
         audio, spec = synthetic.harmonic_tone(params.synthetic_seed, index, rate, rate,
-                                              lowpass.passband_edge(params))
+                                              pipeline.model_passband_edge(params))
         axis.specgram(audio, NFFT=1024, Fs=rate, noverlap=768, cmap="magma")
         axis.set_ylim(0, params.sample_rate / 2)
         axis.set_title(f"MIDI {spec.midi_pitch}, {len(spec.partial_frequencies)} partials")
