@@ -3,6 +3,7 @@ calibrated by what known signals score against held-out music.
 
   python bench/calibrate.py --split=MUSIC/split --out=/tmp/yardstick [--clips=32 --seconds=10]
   python bench/calibrate.py --split=MUSIC/split --out=/tmp/yardstick --generated=FOLDER ...
+  python bench/calibrate.py --split=MUSIC/split --out=/tmp/yardstick_2450 --rate=2450 ...
 
 MUSIC/split is what bench/split_music.py writes (train/ and heldout/, split by whole track;
 MUSIC/tracks.tsv names each clip's track).
@@ -12,10 +13,17 @@ The held-out tracks are dealt alternately into two halves: `reference` (--clips 
 kind scores). Then: `train` (excerpts of training music: what a perfect model of the training
 set scores), `train_20db` and `train_10db` (the same with white noise at that SNR),
 `shaped_noise` (Gaussian noise with the training excerpts' average magnitude spectrum, random
-phase: what a model that learned only the spectrum makes), `white_noise`. Every set is written
-to OUT/<row>/ at the model rate, so generated folders can be scored against OUT/reference by
-`evaluate.py` too. Each --generated folder adds a row. Prints one JSON line per row and writes
-them to OUT/calibration.jsonl (images/make_figures.py draws them as lines).
+phase: what a model that learned only the spectrum makes), `white_noise`. Each --generated
+folder adds a row.
+
+--rate is the band (7350 Hz, the single-rate model's, by default; 2450 or 1225 for a cascade's
+sketch): every set, generated ones too, is brought to it as training audio is (decoded at
+22050 Hz, the pipeline's FIR low-pass and decimation) and written to OUT/<row>/ at that rate;
+then all are analysed at 7350 Hz, so every band is scored with the same 70 ms frames and mel
+bands in Hz (the bands above the cutoff sit at evaluate.py's power floor in every set). A 7350 Hz
+model's clips scored on the 2450 Hz yardstick are its low band, what a 2450 Hz sketch must beat.
+Prints one JSON line per row and writes them to OUT/calibration.jsonl (images/make_figures.py
+draws them as lines), and the band to OUT/yardstick.json (bench/recipe.py reads it).
 """
 
 import argparse
@@ -29,10 +37,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import evaluate  # noqa: E402
+from data import lowpass  # noqa: E402
 from data.audio_files import decode_with_soundfile, find_audio_files, write_wav  # noqa: E402
 from params import BASE  # noqa: E402
 
-RATE = BASE.sample_rate
+ANALYSIS_RATE = BASE.sample_rate
 
 
 def tracks_of(folder):
@@ -55,13 +64,23 @@ def spread(paths, count):
     return [paths[round(i * (len(paths) - 1) / (count - 1))] for i in range(count)]
 
 
-def excerpts(paths, count, seconds):
-    """[count, seconds * RATE] float32 middle excerpts of `count` spread clips (clips shorter
-    than that are skipped)."""
-    length = round(seconds * RATE)
+def to_band(path, rate):
+    """float32 [time] at `rate`: the file decoded at input_rate, then low-passed and decimated
+    by the pipeline's FIR, as training audio is."""
+    factor = BASE.input_rate // rate
+    audio = decode_with_soundfile(path, BASE.input_rate)
+    taps = lowpass.design_lowpass(BASE.input_rate, factor, BASE.lowpass_stopband_db,
+                                  BASE.lowpass_transition)
+    return lowpass.decimate(audio, taps, factor).numpy()
+
+
+def excerpts(paths, count, seconds, rate):
+    """[count, seconds * rate] float32 middle excerpts of `count` spread clips at `rate`'s band
+    (clips shorter than that are skipped)."""
+    length = round(seconds * rate)
     out = []
     for path in spread(paths, 2 * count):
-        audio = decode_with_soundfile(path, RATE)
+        audio = to_band(path, rate)
         if len(audio) < length:
             continue
         start = (len(audio) - length) // 2
@@ -84,11 +103,32 @@ def shaped_noise(clips, rng):
     return noise * np.sqrt(np.mean(clips ** 2) / np.mean(noise ** 2))
 
 
-def write_set(folder, clips):
+def write_set(folder, clips, rate):
     os.makedirs(folder, exist_ok=True)
-    peak = max(1.0, float(np.abs(clips).max()))  # 16-bit WAV holds +-1; level is not scored
-    for i, clip in enumerate(clips):
-        write_wav(os.path.join(folder, f"{i:03d}.wav"), clip / peak, RATE)
+    peak = max(1.0, max(float(np.abs(clip).max()) for clip in clips))  # WAV holds +-1; level
+    for i, clip in enumerate(clips):                                    # is not scored
+        write_wav(os.path.join(folder, f"{i:03d}.wav"), clip / peak, rate)
+
+
+def band_of(yardstick):
+    """The rate OUT/yardstick.json says the yardstick in `yardstick` is at."""
+    with open(os.path.join(yardstick, "yardstick.json")) as file:
+        return json.load(file)["rate"]
+
+
+def reference_features(yardstick):
+    """evaluate.py's features of the yardstick's reference set."""
+    return evaluate.folder_features(os.path.join(yardstick, "reference"), ANALYSIS_RATE)
+
+
+def score_folder(folder, yardstick, reference=None):
+    """Brings every file of `folder` to the yardstick's band (written to YARDSTICK/scored/
+    <folder's name>/) and scores it against its reference. Returns evaluate.distances."""
+    rate = band_of(yardstick)
+    banded = os.path.join(yardstick, "scored", os.path.basename(os.path.normpath(folder)))
+    write_set(banded, [to_band(path, rate) for path in sorted(find_audio_files(folder))], rate)
+    return evaluate.distances(evaluate.folder_features(banded, ANALYSIS_RATE),
+                              reference or reference_features(yardstick))
 
 
 def main():
@@ -97,33 +137,40 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--clips", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=int, default=BASE.sample_rate,
+                        help="the band, in Hz: 22050 divided by an integer")
     parser.add_argument("--generated", action="append", default=[],
                         help="a folder of generated audio to score too (repeatable)")
     args = parser.parse_args()
+    if args.rate <= 0 or BASE.input_rate % args.rate:
+        parser.error(f"--rate must divide {BASE.input_rate}")
     rng = np.random.default_rng(0)
     heldout = tracks_of(os.path.join(args.split, "heldout"))
     keys = sorted(heldout, key=lambda key: hashlib.sha256(key.encode()).hexdigest())
     halves = [sum((heldout[key] for key in keys[side::2]), []) for side in (0, 1)]
     train = sum(tracks_of(os.path.join(args.split, "train")).values(), [])
-    sets = {"reference": excerpts(halves[0], args.clips, args.seconds),
-            "heldout": excerpts(halves[1], args.clips, args.seconds)}
-    sets["train"] = excerpts(train, args.clips, args.seconds)
+    sets = {"reference": excerpts(halves[0], args.clips, args.seconds, args.rate),
+            "heldout": excerpts(halves[1], args.clips, args.seconds, args.rate)}
+    sets["train"] = excerpts(train, args.clips, args.seconds, args.rate)
     sets["train_20db"] = with_noise(sets["train"], 20, rng)
     sets["train_10db"] = with_noise(sets["train"], 10, rng)
     sets["shaped_noise"] = shaped_noise(sets["train"], rng)
     sets["white_noise"] = rng.standard_normal(sets["train"].shape) * 0.1
     for name, clips in sets.items():
-        write_set(os.path.join(args.out, name), clips)
-    reference = evaluate.folder_features(os.path.join(args.out, "reference"), RATE)
-    rows = [(name, os.path.join(args.out, name)) for name in sets if name != "reference"]
-    rows += [(folder, folder) for folder in args.generated]
+        write_set(os.path.join(args.out, name), clips, args.rate)
+    with open(os.path.join(args.out, "yardstick.json"), "w") as file:
+        json.dump({"rate": args.rate, "analysis_rate": ANALYSIS_RATE, "clips": args.clips,
+                   "seconds": args.seconds}, file)
+    reference = reference_features(args.out)
     with open(os.path.join(args.out, "calibration.jsonl"), "w") as table:
-        for name, folder in rows:
-            side = evaluate.folder_features(folder, RATE)
-            scores = evaluate.distances(side, reference)
-            line = json.dumps({"row": name, **{key: round(value, 4) for key, value in
-                                               scores.items()},
-                               "clips": side["clips"], "seconds": round(side["seconds"], 1)})
+        for name in [name for name in sets if name != "reference"] + args.generated:
+            if name in sets:
+                scores = evaluate.distances(evaluate.folder_features(
+                    os.path.join(args.out, name), ANALYSIS_RATE), reference)
+            else:
+                scores = score_folder(name, args.out, reference)
+            line = json.dumps({"row": name, "rate": args.rate,
+                               **{key: round(value, 4) for key, value in scores.items()}})
             print(line, flush=True)
             table.write(line + "\n")
 

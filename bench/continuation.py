@@ -37,7 +37,7 @@ import evaluate  # noqa: E402
 import generate  # noqa: E402
 from data.audio_files import write_wav  # noqa: E402
 
-RATE = calibrate.RATE
+RATE = calibrate.ANALYSIS_RATE  # the single-rate model's
 
 
 def follows(prompts, continuations):

@@ -16,7 +16,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from recipe import generate_and_score, reference_features  # noqa: E402
+from calibrate import reference_features  # noqa: E402
+from recipe import generate_and_score  # noqa: E402
 
 # name -> (generate.py flags, network calls per generated clip)
 SAMPLERS = {
@@ -51,7 +52,7 @@ def main():
     for name in names:
         generate_flags, calls = SAMPLERS[name]
         seconds, scores = generate_and_score(args.model_dir, os.path.join(args.out, name),
-                                             reference, args.clips, args.seconds,
+                                             args.yardstick, reference, args.clips, args.seconds,
                                              generate_flags)
         row = {"sampler": name, "flags": generate_flags, "model_dir": args.model_dir,
                "network_calls": calls or noise_steps,
