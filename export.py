@@ -28,8 +28,7 @@ cli.quiet_tensorflow()  # (no kernel choice: the export runs no network step)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from diffusion import Diffusion, samplers  # noqa: E402
-from network import checkpoints  # noqa: E402
+from diffusion import generation, samplers  # noqa: E402
 from params import UserError  # noqa: E402
 
 FLAGS = flags.FlagValues()
@@ -60,8 +59,8 @@ def saved_model(model, plan, label_names=()):
 
     if not label_names:
         archive.add_endpoint("generate", lambda seed, samples: generate(
-            seed, samples, lambda x, steps: model((x, steps))), input_signature=seed_and_samples)
-        archive.add_endpoint("denoise", lambda x_t, step: model((x_t, step)),
+            seed, samples, samplers.denoiser(model)), input_signature=seed_and_samples)
+        archive.add_endpoint("denoise", lambda x_t, step: model({"audio": x_t, "steps": step}),
                              input_signature=noisy)
         return archive
     names = tf.constant(label_names)
@@ -71,15 +70,14 @@ def saved_model(model, plan, label_names=()):
         tf.debugging.assert_equal(tf.size(matches) + tf.cast(tf.equal(label, ""), tf.int32), 1,
                                   message="unknown label; see label_names()")
         index = tf.concat([matches, [model.no_label]], 0)[0]
-        denoise = samplers.guided(lambda x, steps, labels: model((x, steps, labels)), index,
-                                  model.no_label, guidance)
-        return generate(seed, samples, denoise)
+        return generate(seed, samples, samplers.denoiser(model, index, model.no_label, guidance))
 
     archive.add_endpoint("generate", labelled_generate, input_signature=seed_and_samples + [
         tf.TensorSpec([], tf.string, name="label"),
         tf.TensorSpec([], tf.float32, name="guidance")])
-    archive.add_endpoint("denoise", lambda x_t, step, label: model((x_t, step, label)),
-                         input_signature=noisy + [tf.TensorSpec([None], tf.int32, name="label")])
+    archive.add_endpoint("denoise", lambda x_t, step, label: model(
+        {"audio": x_t, "steps": step, "labels": label}),
+        input_signature=noisy + [tf.TensorSpec([None], tf.int32, name="label")])
     archive.add_endpoint("label_names", lambda: names, input_signature=[])
     return archive
 
@@ -90,13 +88,13 @@ def export():
     if os.path.exists(FLAGS.output):
         raise UserError(f"--output={FLAGS.output} exists; give a new folder (nothing is "
                         "overwritten)")
-    params = checkpoints.load_params(FLAGS.model_dir)
-    plan = samplers.fast_plan(Diffusion.from_params(params), cli.fast_schedule(FLAGS))
-    model, checkpoint = checkpoints.load_latest(params, FLAGS.model_dir, FLAGS.checkpoint)
-    saved_model(model, plan, params.label_names).write_out(FLAGS.output, verbose=False)
-    labels = (f", label_names; labels {', '.join(params.label_names)}" if params.label_names
-              else "")
-    print(f"wrote {FLAGS.output} from {checkpoint} (signatures: generate, denoise{labels})")
+    stage = generation.Stage.load(FLAGS.model_dir, FLAGS.checkpoint)
+    plan = generation.make_plan(stage.params, "fast", fast_schedule=cli.fast_schedule(FLAGS))
+    label_names = stage.params.label_names
+    saved_model(stage.network, plan, label_names).write_out(FLAGS.output, verbose=False)
+    labels = f", label_names; labels {', '.join(label_names)}" if label_names else ""
+    print(f"wrote {FLAGS.output} from {stage.checkpoint} (signatures: generate, "
+          f"denoise{labels})")
 
 
 def main(argv):

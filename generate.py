@@ -30,9 +30,8 @@ import numpy as np  # noqa: E402
 
 from data import load_audio  # noqa: E402
 from data.audio_files import remove_stale_partial_wavs, resample, write_wav  # noqa: E402
-from diffusion import Diffusion, samplers  # noqa: E402
+from diffusion import Diffusion, generation, samplers  # noqa: E402
 from network import checkpoints  # noqa: E402
-from network.windowed import windowed_network  # noqa: E402
 from params import UserError  # noqa: E402
 
 FLAGS = flags.FlagValues()
@@ -140,21 +139,10 @@ class Progress:
 
 def make_plan(params):
     """The chosen sampler's plan; UserError for flags that do not fit it."""
-    diffusion = Diffusion.from_params(params)
-    if FLAGS.steps is not None and FLAGS.sampler == "ddpm":
-        raise UserError(f"--steps applies to ddim and fast; ddpm takes all {diffusion.steps} "
-                        "training steps")
-    if FLAGS.sampler == "ddpm":
-        return samplers.ddpm_plan(diffusion, FLAGS.variance)
-    if FLAGS.sampler == "ddim":
-        steps = params.sample_steps if FLAGS.steps is None else FLAGS.steps
-        return samplers.ddim_plan(diffusion, steps, FLAGS.eta)
-    if FLAGS.steps is not None:
-        if FLAGS["fast_schedule"].present:
-            raise UserError("give --steps (a searched schedule) or --fast_schedule, not both")
-        return samplers.fast_plan(diffusion, samplers.load_schedule(FLAGS.model_dir, FLAGS.steps),
-                                  FLAGS.variance)
-    return samplers.fast_plan(diffusion, cli.fast_schedule(FLAGS), FLAGS.variance)
+    if FLAGS.steps is not None and FLAGS.sampler == "fast" and FLAGS["fast_schedule"].present:
+        raise UserError("give --steps (a searched schedule) or --fast_schedule, not both")
+    return generation.make_plan(params, FLAGS.sampler, FLAGS.steps, cli.fast_schedule(FLAGS),
+                                FLAGS.variance, FLAGS.eta, FLAGS.model_dir)
 
 
 def clip_lengths(model_rate, output_rate):
@@ -321,8 +309,8 @@ def generate():
         for path in remove_stale_partial_wavs(FLAGS.output_dir):
             print(f"removed {path}, left by a generate.py that was killed", file=sys.stderr)
     dilated_conv, said = cli.dilated_conv(FLAGS, training=False)
-    model, checkpoint = checkpoints.load_latest(params, FLAGS.model_dir, FLAGS.checkpoint,
-                                                not FLAGS.no_ema, dilated_conv)
+    stage = generation.Stage.load(FLAGS.model_dir, FLAGS.checkpoint, not FLAGS.no_ema,
+                                  dilated_conv, plan=plan, window=FLAGS.window, jit=FLAGS.jit)
     print("\n".join(filter(None, [KERNELS[1], said])), file=sys.stderr)
 
     batches = math.ceil(FLAGS.num_samples / FLAGS.batch_size)
@@ -330,17 +318,14 @@ def generate():
                         f"{FLAGS.sampler}", batches,
                         len(plan) * (1 + FLAGS.corrector_steps) * (1 + FLAGS.resamplings),
                         math.ceil(model_samples / FLAGS.window))
-    windowed = windowed_network(model, FLAGS.window, progress.advance, FLAGS.jit)
-    if label is not None:
-        windowed = samplers.guided(windowed, label, model.no_label, FLAGS.guidance)
+    stage.on_window = progress.advance
     started = time.perf_counter()
     for first in range(0, FLAGS.num_samples, FLAGS.batch_size):
         count = min(FLAGS.batch_size, FLAGS.num_samples - first)
-        audio = samplers.sample(plan, windowed, [count, model_samples, 1],
-                                samplers.example_noise(FLAGS.seed, first), FLAGS.clip_x0,
-                                corrector_steps=FLAGS.corrector_steps,
-                                corrector_snr=FLAGS.corrector_snr, start=start, keep=keep,
-                                resamplings=FLAGS.resamplings)
+        audio = stage.generate(count, model_samples, FLAGS.seed, first, label, FLAGS.guidance,
+                               clip_x0=FLAGS.clip_x0, corrector_steps=FLAGS.corrector_steps,
+                               corrector_snr=FLAGS.corrector_snr, start=start, keep=keep,
+                               resamplings=FLAGS.resamplings)
         for offset, clip in enumerate(audio.numpy()[..., 0]):
             # Clipped after resampling, whose filter can overshoot: 16-bit WAV must stay in +-1.
             clip = np.clip(resample(clip, params.sample_rate, output_rate)[:output_samples],
@@ -351,7 +336,8 @@ def generate():
     seconds = time.perf_counter() - started
     audio_seconds = FLAGS.num_samples * output_samples / output_rate
     print(f"wrote {FLAGS.num_samples} files, {audio_seconds:g} s of audio in {seconds:.1f} s "
-          f"({seconds / audio_seconds:.3f} s per audio second) from {checkpoint}", file=sys.stderr)
+          f"({seconds / audio_seconds:.3f} s per audio second) from {stage.checkpoint}",
+          file=sys.stderr)
 
 
 def main(argv):

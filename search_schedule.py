@@ -27,9 +27,7 @@ cli.quiet_tensorflow()
 import numpy as np  # noqa: E402
 
 import evaluate  # noqa: E402
-from diffusion import Diffusion, samplers  # noqa: E402
-from network import checkpoints  # noqa: E402
-from network.windowed import windowed_network  # noqa: E402
+from diffusion import generation, samplers  # noqa: E402
 from params import UserError, write_json  # noqa: E402
 
 METRICS = ("frechet_mel", "frechet_mfcc", "kid")
@@ -66,12 +64,11 @@ def candidates(steps):
         yield [float(f"{beta:.3g}") for beta in 10 ** exponent]
 
 
-def score(betas, diffusion, model, reference, rate):
+def score(betas, stage, reference, rate):
     """evaluate's distances for clips generated with `betas` (None if every clip is silent)."""
-    plan = samplers.fast_plan(diffusion, betas)
+    plan = samplers.fast_plan(stage.diffusion, betas)
     length = round(FLAGS.seconds * rate)
-    audio = samplers.sample(plan, model, [FLAGS.num_samples, length, 1],
-                            samplers.example_noise(FLAGS.seed, 0)).numpy()[..., 0]
+    audio = stage.generate(FLAGS.num_samples, length, FLAGS.seed, plan=plan).numpy()[..., 0]
     generated = evaluate.clips_features(audio, rate)
     if generated is None:
         return None
@@ -83,12 +80,8 @@ def search():
         raise UserError("--model_dir is required (a trained model)")
     evaluate.check_flags(FLAGS, "reference")
     cli.require_positive(FLAGS, "steps", "num_samples", "seconds")
-    params = checkpoints.load_params(FLAGS.model_dir)
-    checkpoint = checkpoints.find_checkpoint(FLAGS.model_dir, None)
-    network = checkpoints.load_model(params, checkpoint)
-    model = windowed_network(network, FLAGS.window)
-    diffusion = Diffusion.from_params(params)
-    rate = params.sample_rate
+    stage = generation.Stage.load(FLAGS.model_dir, window=FLAGS.window)
+    rate = stage.sample_rate
     reference = evaluate.folder_features(FLAGS.reference, rate)
     started = time.perf_counter()
     best, results = None, []
@@ -99,7 +92,7 @@ def search():
             print(f"time budget of {FLAGS.budget_minutes:g} minutes spent", file=sys.stderr)
             break
         try:
-            distances = score(betas, diffusion, model, reference, rate)
+            distances = score(betas, stage, reference, rate)
         except UserError:  # a beta beyond the trained noise levels
             print(f"[{number}] {','.join(f'{beta:g}' for beta in betas)}  skipped: beyond the "
                   "trained noise levels", file=sys.stderr)
@@ -117,7 +110,7 @@ def search():
     os.makedirs(os.path.dirname(path), exist_ok=True)
     record = {"steps": FLAGS.steps, "betas": best["betas"], "metric": FLAGS.metric,
               "score": best[FLAGS.metric], "candidates_scored": len(results),
-              "reference": os.path.abspath(FLAGS.reference), "checkpoint": checkpoint,
+              "reference": os.path.abspath(FLAGS.reference), "checkpoint": stage.checkpoint,
               "num_samples": FLAGS.num_samples, "seconds": FLAGS.seconds,
               "default_score": next((result[FLAGS.metric] for result in results
                                      if result["betas"] == list(samplers.FAST_SCHEDULE)), None)}

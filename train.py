@@ -88,19 +88,20 @@ def with_training_noise(dataset, diffusion, seed, first_step, label_dropout=0.0,
     resumed run draws, step for step, the noise an uninterrupted one would have. Labelled
     batches lose their labels (to `no_label`) with probability `label_dropout`, drawn alike.
 
-    Returns a dataset of (x0 [batch, time, 1], steps float32 [batch], noise [batch, time, 1]),
-    plus labels int32 [batch] for a dataset of (x0, labels).
+    Takes a dataset of {"audio": x0 [batch, time, 1][, "labels": int32 [batch]]} and adds
+    "steps" (float32 [batch]) and "noise" ([batch, time, 1]) to each batch.
     """
     seed = tf.constant(seed, tf.int64)
 
     def add_noise(step, batch):
-        x0, *labels = batch if isinstance(batch, tuple) else (batch,)
         pair = tf.stack([seed, step])
-        if labels:
+        steps, noise = diffusion.training_noise(batch["audio"], pair)
+        batch = {**batch, "steps": steps, "noise": noise}
+        if "labels" in batch:
             dropped = tf.random.stateless_uniform(
-                tf.shape(labels[0]), tf.random.experimental.stateless_fold_in(pair, 1))
-            labels = [tf.where(dropped < label_dropout, no_label, labels[0])]
-        return (x0, *diffusion.training_noise(x0, pair), *labels)
+                tf.shape(batch["labels"]), tf.random.experimental.stateless_fold_in(pair, 1))
+            batch["labels"] = tf.where(dropped < label_dropout, no_label, batch["labels"])
+        return batch
     return dataset.enumerate(first_step).map(add_noise)
 
 
@@ -194,8 +195,9 @@ class Trainer:
             model=self.model, ema=self.ema, optimizer=adam, step=self.step)
         self.log = TrainingLog(model_dir, self.is_chief)
         # TensorBoard's clips: a labelled model's show its first labels, one per clip.
-        shown = ([tf.range(SAMPLES_SHOWN) % self.ema.no_label] if self.ema.no_label else [])
-        self.generate = tf.function(lambda x, t: self.ema((x, t, *shown)))
+        shown = ({"labels": tf.range(SAMPLES_SHOWN) % self.ema.no_label} if self.ema.no_label
+                 else {})
+        self.generate = tf.function(lambda x, t: self.ema({"audio": x, "steps": t, **shown}))
         self.gradients = tf.function(self._gradients, jit_compile=True) if jit else self._gradients
 
     def restore(self):
@@ -222,17 +224,25 @@ class Trainer:
             self.strategy.run(deviation_across_replicas, (step,)))
         return results[0] > 0
 
-    def _gradients(self, x0, steps, noise, *labels):
+    def loss(self, batch, model, training=False):
+        """The mean loss of `model` on a batch of `with_training_noise`: x_t made from the
+        clean "audio", its "steps" and "noise"; the other entries (labels) go to the model."""
+        inputs = {name: value for name, value in batch.items()
+                  if name not in ("audio", "steps", "noise")}
+        return self.diffusion.training_loss(
+            lambda x, t: model({**inputs, "audio": x, "steps": t}, training=training),
+            batch["audio"], batch["steps"], batch["noise"])
+
+    def _gradients(self, batch):
         """This replica's share of the global mean loss and its (loss-scaled) gradients."""
         with tf.GradientTape() as tape:
-            loss = self.diffusion.training_loss(
-                lambda x, s: self.model((x, s, *labels), training=True), x0, steps, noise)
+            loss = self.loss(batch, self.model, training=True)
             loss = loss / self.replicas  # the optimizer sums the replicas' gradients
             scaled = self.optimizer.scale_loss(loss)
         return loss, tape.gradient(scaled, self.model.trainable_variables)
 
-    def _replica_step(self, x0, steps, noise, *labels):
-        loss, gradients = self.gradients(x0, steps, noise, *labels)
+    def _replica_step(self, batch):
+        loss, gradients = self.gradients(batch)
         # The last layer's residual projection feeds nothing: no gradient.
         pairs = [(gradient, weight) for gradient, weight in
                  zip(gradients, self.model.trainable_variables) if gradient is not None]
@@ -250,10 +260,9 @@ class Trainer:
 
     @tf.function
     def train_step(self, batch):
-        """One Adam step on a distributed (x0, steps, noise[, labels]) batch
-        (`with_training_noise`);
-        returns (global mean loss, gradient norm before clipping)."""
-        losses, norms = self.strategy.run(self._replica_step, args=batch)
+        """One Adam step on a distributed batch of `with_training_noise`; returns (global mean
+        loss, gradient norm before clipping)."""
+        losses, norms = self.strategy.run(self._replica_step, args=(batch,))
         # Warm-up (tf.train.ExponentialMovingAverage's num_updates): the average forgets the
         # random initial weights within a few hundred steps, so early checkpoints generate;
         # the decay reaches ema_decay after 9 / (1 - ema_decay) steps.
@@ -266,16 +275,15 @@ class Trainer:
 
     @tf.function
     def val_step(self, batch, seed):
-        x0, *labels = batch if isinstance(batch, tuple) else (batch,)
-        return self.diffusion.training_loss(lambda x, t: self.model((x, t, *labels)), x0,
-                                            *self.diffusion.training_noise(x0, seed))
+        steps, noise = self.diffusion.training_noise(batch["audio"], seed)
+        return self.loss({**batch, "steps": steps, "noise": noise}, self.model)
 
     def val_loss(self):
         """Mean loss per clip over a fixed subset of the validation clips (with their labels),
         with fixed t and noise (comparable over time); a short last batch weighs by its size."""
         total = count = 0.0
         for index, batch in enumerate(data.val_dataset(self.clip_cache, self.params)):
-            size = len(batch[0] if isinstance(batch, tuple) else batch)
+            size = len(batch["audio"])
             total += float(self.val_step(batch, tf.constant([index, 7]))) * size
             count += size
         return total / count if count else None
@@ -364,7 +372,7 @@ class Trainer:
                 if val is not None:
                     self.log.scalars(step, {"val/loss": val})
             if (step % sample_every == 0 or last) and self.is_chief:
-                real = self.strategy.experimental_local_results(batch[0])[0][:SAMPLES_SHOWN]
+                real = self.strategy.experimental_local_results(batch["audio"])[0][:SAMPLES_SHOWN]
                 self.log.clips(step, {"generated": self.generated_clips(step), "real": real},
                                self.params.sample_rate)
             self.log.flush()

@@ -34,9 +34,8 @@ import tensorflow as tf  # noqa: E402
 
 import cli  # noqa: E402
 import params as params_lib  # noqa: E402
-from diffusion import Diffusion, samplers  # noqa: E402
+from diffusion import generation, samplers  # noqa: E402
 from network import DiffWave  # noqa: E402
-from network.windowed import windowed_network  # noqa: E402
 
 flags.DEFINE_string("preset", "base", "Params preset of the timed network.")
 flags.DEFINE_float("seconds", 5.0, "Audio per timed run (>= 5 for the reported figures).")
@@ -48,9 +47,9 @@ FLAGS = flags.FLAGS
 cli.define_runtime_flags(FLAGS, distribute=False)
 
 
-def forward_ms(network, samples, repeats=10):
+def forward_ms(stage, samples, repeats=10):
     """Median milliseconds of one network evaluation on [1, samples, 1] after a warm-up."""
-    model = windowed_network(network, FLAGS.window, jit=FLAGS.jit)
+    model = stage.denoiser()
     audio, steps = tf.random.normal([1, samples, 1]), tf.constant([10.0])
     model(audio, steps).numpy()
     times = []
@@ -61,12 +60,11 @@ def forward_ms(network, samples, repeats=10):
     return 1000 * statistics.median(times)
 
 
-def real_time_factor(plan, network, samples, rate):
-    model = windowed_network(network, FLAGS.window, jit=FLAGS.jit)
-    samplers.sample(plan[:1], model, [1, samples, 1], samplers.example_noise(0, 0))
+def real_time_factor(stage, plan, samples):
+    stage.generate(1, samples, plan=plan[:1])
     start = time.perf_counter()
-    samplers.sample(plan, model, [1, samples, 1], samplers.example_noise(0, 0)).numpy()
-    return (time.perf_counter() - start) / (samples / rate)
+    stage.generate(1, samples, plan=plan).numpy()
+    return (time.perf_counter() - start) / (samples / stage.sample_rate)
 
 
 def peak_rss_mb(params, network, seconds):
@@ -91,7 +89,8 @@ def main(_):
     dilated_conv, said = cli.dilated_conv(FLAGS, training=False)
     print(KERNELS[1], said, sep="\n", file=sys.stderr)
     network = DiffWave(params, dilated_conv).build_for()
-    diffusion = Diffusion.from_params(params)
+    stage = generation.Stage(params, network, window=FLAGS.window, jit=FLAGS.jit)
+    diffusion = stage.diffusion
     rate = params.sample_rate
     samples = round(FLAGS.seconds * rate)
     plans = {"fast6": lambda: samplers.fast_plan(diffusion),
@@ -103,13 +102,13 @@ def main(_):
               "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
               "dilated_conv": dilated_conv, **machine()}
     if "forward" in FLAGS.measure:
-        result["forward_ms"] = round(forward_ms(network, FLAGS.forward_samples), 1)
+        result["forward_ms"] = round(forward_ms(stage, FLAGS.forward_samples), 1)
         result["gflops"] = round(network.flops_per_sample() * FLAGS.forward_samples
                                  / result["forward_ms"] / 1e6, 1)
         result["matmul_peak_gflops"] = round(matmul_peak_gflops(), 1)
     for name, make_plan in plans.items():
         if name in FLAGS.measure:
-            result[f"rtf_{name}"] = round(real_time_factor(make_plan(), network, samples, rate), 4)
+            result[f"rtf_{name}"] = round(real_time_factor(stage, make_plan(), samples), 4)
     if "rss" in FLAGS.measure:
         rss, wall = peak_rss_mb(params, network, FLAGS.long_seconds)
         result["peak_rss_mb_600s" if FLAGS.long_seconds == 600 else "peak_rss_mb"] = round(rss)

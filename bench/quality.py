@@ -23,9 +23,8 @@ from absl import app, flags  # noqa: E402
 import evaluate  # noqa: E402
 from data.audio_files import write_wav  # noqa: E402
 from data.synthetic import harmonic_tone  # noqa: E402
-from diffusion import Diffusion, samplers  # noqa: E402
+from diffusion import generation, samplers  # noqa: E402
 from network import checkpoints  # noqa: E402
-from network.windowed import windowed_network  # noqa: E402
 
 flags.DEFINE_integer("steps", 2000, "Training steps of the tiny model.")
 flags.DEFINE_integer("clips", 64, "Clips generated per sampler, and held-out tones per set.")
@@ -70,9 +69,8 @@ def main(_):
                               f"--reference={folders['search']}", "--num_samples=16",
                               f"--seconds={params.clip_samples / params.sample_rate}",
                               f"--budget_minutes={FLAGS.search_minutes}").splitlines()[-1])
-    diffusion = Diffusion.from_params(params)
-    network = checkpoints.load_model(params, checkpoints.find_checkpoint(model_dir, None))
-    model = windowed_network(network, 65536)
+    stage = generation.Stage.load(model_dir)
+    diffusion = stage.diffusion
     plans = {"ddpm": samplers.ddpm_plan(diffusion),
              "ddim50": samplers.ddim_plan(diffusion, min(50, diffusion.steps)),
              "fast6": samplers.fast_plan(diffusion),
@@ -84,8 +82,8 @@ def main(_):
     result["scores"]["held_out_tones"] = rounded_distances(
         evaluate.folder_features(folders["search"], params.sample_rate), reference)
     for name, plan in plans.items():
-        audio = samplers.sample(plan, model, [FLAGS.clips, params.clip_samples, 1],
-                                samplers.example_noise(1, 0)).numpy()[..., 0]
+        audio = stage.generate(FLAGS.clips, params.clip_samples, seed=1,
+                               plan=plan).numpy()[..., 0]
         result["scores"][name] = rounded_distances(
             evaluate.clips_features(audio, params.sample_rate), reference)
     ddpm = result["scores"]["ddpm"]["frechet_mel"]

@@ -369,26 +369,28 @@ def prepare(params, data_dir=None, cache_dir=None):
                         "space or give a writable --cache_dir") from None
 
 
-def _labelled(clips, clip_cache, split, params):
-    """The clips, or with params.label_names (clip, label int32) pairs, the label an index into
-    them (every label of the clips must be one: train.py checks the data's folders)."""
+def _examples(clip_cache, split, params):
+    """The clips as {"audio": [clip_samples, 1]}, with params.label_names also "labels" (int32,
+    an index into them: every label of the clips must be one; train.py checks the data's
+    folders)."""
+    clips = cache.clip_dataset(clip_cache.folder, split, params.clip_samples)
     if not params.label_names:
-        return clips
+        return clips.map(lambda clip: {"audio": clip})
     numbers = np.array([params.label_names.index(name)
                         for name in clip_cache.manifest["label_names"]], np.int32)
     labels = numbers[cache.clip_labels(clip_cache.folder, split)]
-    return tf.data.Dataset.zip(clips, tf.data.Dataset.from_tensor_slices(labels))
+    return tf.data.Dataset.zip(clips, tf.data.Dataset.from_tensor_slices(labels)).map(
+        lambda clip, label: {"audio": clip, "labels": label})
 
 
 def train_dataset(clip_cache, params, seed=0):
     """Endless shuffled training batches.
 
     Returns:
-      tf.data.Dataset of float32 [batch_size, clip_samples, 1], or with params.label_names
-      pairs of that and int32 [batch_size] labels.
+      tf.data.Dataset of {"audio": float32 [batch_size, clip_samples, 1]}, with
+      params.label_names also "labels": int32 [batch_size].
     """
-    clips = _labelled(cache.clip_dataset(clip_cache.folder, "train", params.clip_samples),
-                      clip_cache, "train", params)
+    clips = _examples(clip_cache, "train", params)
     return (clips.shuffle(params.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
             .repeat()
             .batch(params.batch_size, drop_remainder=True)
@@ -400,11 +402,9 @@ def val_dataset(clip_cache, params, max_clips=VAL_CLIPS):
     k-th), in a fixed order: the same clips at every checkpoint, in bounded time.
 
     Returns:
-      tf.data.Dataset of float32 [<= batch_size, clip_samples, 1] (with labels as
-      `train_dataset`).
+      tf.data.Dataset of batches like `train_dataset`'s, of <= batch_size clips.
     """
-    clips = _labelled(cache.clip_dataset(clip_cache.folder, "val", params.clip_samples),
-                      clip_cache, "val", params)
+    clips = _examples(clip_cache, "val", params)
     every = max(1, math.ceil(clip_cache.manifest["val_clips"] / max_clips))
     return clips.shard(every, 0).batch(params.batch_size).prefetch(tf.data.AUTOTUNE)
 

@@ -3,7 +3,8 @@
 A sampler is a plan, a list of `Step`s; `sample` walks any plan from pure noise. Every update
 is a formula of `diffusion.core`, so sampling uses exactly the math that training used. The
 network is reached through `model(x_t, t)` (t float32 [batch], fractional for `fast`);
-`network.windowed` makes such a model from a DiffWave, for any length.
+`denoiser` makes such a model from a DiffWave or `network.windowed`'s windowed one (any
+length), with a label and guidance.
 """
 
 import json
@@ -121,25 +122,29 @@ def example_noise(seed, first_example):
     return noise
 
 
-def guided(model, label, no_label, scale=1.0):
-    """The samplers' model(x_t, t) from a labelled one, model(x_t, t, labels int32 [batch]).
+def denoiser(network, label=None, no_label=None, guidance=1.0):
+    """The samplers' model(x_t, t) from a network that takes named inputs (a DiffWave, or
+    `network.windowed`'s windowed one): {"audio": x_t, "steps": t[, "labels"]} -> eps.
 
-    label: the label's index (an int or an int32 scalar tensor), or None for the
-      unconditional prediction (`no_label`).
-    scale: classifier-free guidance (a float, or a float32 scalar tensor); other than 1, the
+    label: for a labelled network (no_label, its "no label" index, given), the label's index
+      (an int or an int32 scalar tensor), or None for the unconditional prediction; without
+      no_label the network is called without labels.
+    guidance: classifier-free guidance (a float, or a float32 scalar tensor); other than 1, the
       conditional and unconditional predictions come from one call on the batch twice over
       (`core.guided_eps`).
     """
-    def labelled(x, t):
+    def model(x, t):
+        if no_label is None:
+            return network({"audio": x, "steps": t})
         batch = tf.shape(x)[0]
         labels = tf.fill([batch], no_label if label is None else label)
-        if label is None or (not tf.is_tensor(scale) and scale == 1):
-            return model(x, t, labels)
-        both = model(tf.concat([x, x], 0), tf.concat([t, t], 0),
-                     tf.concat([labels, tf.fill([batch], no_label)], 0))
+        if label is None or (not tf.is_tensor(guidance) and guidance == 1):
+            return network({"audio": x, "steps": t, "labels": labels})
+        both = network({"audio": tf.concat([x, x], 0), "steps": tf.concat([t, t], 0),
+                        "labels": tf.concat([labels, tf.fill([batch], no_label)], 0)})
         conditional, unconditional = tf.split(both, 2)
-        return guided_eps(unconditional, conditional, scale)
-    return labelled
+        return guided_eps(unconditional, conditional, guidance)
+    return model
 
 
 def from_audio(plan, diffusion, strength, data_variance):

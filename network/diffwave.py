@@ -191,14 +191,14 @@ class ResidualLayer(keras.layers.Layer):
 
 
 class DiffWave(keras.Model):
-    """Predicts the noise in x_t. Call as `model((audio, steps))` or `model((audio, steps,
-    labels))`.
+    """Predicts the noise in x_t. Call as `model({"audio": x_t, "steps": t})`, adding
+    `"labels"` for a labelled model.
 
-    Inputs:
+    Inputs (a dict; per-sample entries are [batch, time, channels], per-example ones [batch]):
       audio: float32 [batch, time, 1], the noisy signal x_t.
       steps: float32 [batch], the diffusion step t (0-based; fractional allowed).
-      labels: int32 [batch], indices into params.label_names, or `no_label` (the default):
-        only for a model with label_names.
+      labels: int32 [batch], indices into params.label_names, or `no_label` (the default when
+        absent): only for a model with label_names.
     Returns:
       float32 [batch, time, 1], the predicted noise.
 
@@ -254,10 +254,12 @@ class DiffWave(keras.Model):
         return 1 + 2 * sum(self.dilations)
 
     def call(self, inputs, training=False):
-        audio, steps, *labels = inputs
+        audio, steps = inputs["audio"], inputs["steps"]
         embedding = self.embedding(steps)
         if self.no_label:
-            labels = labels[0] if labels else tf.fill(tf.shape(steps), self.no_label)
+            labels = inputs.get("labels")
+            if labels is None:
+                labels = tf.fill(tf.shape(steps), self.no_label)
             embedding = embedding + self.label_embedding(labels)
         # The residual input x is carried as stream = x / scale (see ResidualLayer.call);
         # renormalising now and then keeps float16 streams far from overflow.
@@ -286,5 +288,5 @@ class DiffWave(keras.Model):
 
     def build_for(self, time=64):
         """Creates the weights by calling once on zeros; returns self."""
-        self((tf.zeros([1, time, 1]), tf.zeros([1])))
+        self({"audio": tf.zeros([1, time, 1]), "steps": tf.zeros([1])})
         return self

@@ -184,10 +184,11 @@ def probe(job, precision, repeats=5):
 
     @tf.function
     def step(audio, steps):
+        inputs = {"audio": audio, "steps": steps}
         if job == "generate":
-            return tf.reduce_sum(model((audio, steps)))
+            return tf.reduce_sum(model(inputs))
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(model((audio, steps), training=True)))
+            loss = tf.reduce_mean(tf.square(model(inputs, training=True)))
         gradients = tape.gradient(loss, model.trainable_variables)
         return tf.add_n([tf.reduce_sum(g) for g in gradients if g is not None])
 

@@ -105,7 +105,7 @@ def test_each_file_is_decoded_or_skipped_with_one_warning(zoo, tiny_params, cach
     assert np.abs(peaks - FREQUENCY).max() < 2 * params.sample_rate / clips.shape[1]
     assert np.sqrt((clips ** 2).mean(axis=1)) == pytest.approx(0.1, rel=0.1)
 
-    batch = next(iter(data.train_dataset(clip_cache, params)))
+    batch = next(iter(data.train_dataset(clip_cache, params)))["audio"]
     assert batch.shape == (params.batch_size, params.clip_samples, 1)
     assert np.isfinite(batch.numpy()).all()
 

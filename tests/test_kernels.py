@@ -30,7 +30,7 @@ for weight in model.weights:
 audio = tf.constant(rng.normal(size=[2, 300, 1]).astype("float32"))
 steps = tf.constant([3.5, 40.0])
 with tf.GradientTape() as tape:
-    predicted = model((audio, steps), training=job == "train")
+    predicted = model({"audio": audio, "steps": steps}, training=job == "train")
     loss = tf.reduce_sum(predicted * tf.sin(tf.range(300.0))[:, None])
 gradients = tape.gradient(loss, model.trainable_variables) if job == "train" else []
 np.savez(out, output=predicted.numpy(),

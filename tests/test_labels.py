@@ -91,19 +91,20 @@ def test_guidance_is_one_batched_call_that_extrapolates_from_the_unlabelled_pred
     x, steps = tf.random.normal([2, 300, 1], seed=1), tf.constant([3.0, 40.0])
     calls = []
     windowed = windowed_network(network, 128, on_window=lambda *_: calls.append(1))
-    guided = samplers.guided(windowed, 1, network.no_label, 2.5)(x, steps)
+    guided = samplers.denoiser(windowed, 1, network.no_label, 2.5)(x, steps)
     assert len(calls) == 3  # one call per window: both predictions in one batch
-    conditional = network((x, steps, tf.constant([1, 1])))
-    unconditional = network((x, steps, tf.constant([3, 3])))
+    conditional = network({"audio": x, "steps": steps, "labels": tf.constant([1, 1])})
+    unconditional = network({"audio": x, "steps": steps, "labels": tf.constant([3, 3])})
     assert not np.allclose(conditional, unconditional, atol=1e-3)
     np.testing.assert_allclose(guided, unconditional + 2.5 * (conditional - unconditional),
                                atol=1e-4)
-    np.testing.assert_allclose(samplers.guided(windowed, 1, 3, 1.0)(x, steps), conditional,
+    np.testing.assert_allclose(samplers.denoiser(windowed, 1, 3, 1.0)(x, steps), conditional,
                                atol=1e-5)
-    np.testing.assert_allclose(samplers.guided(windowed, None, 3)(x, steps), unconditional,
+    np.testing.assert_allclose(samplers.denoiser(windowed, None, 3)(x, steps), unconditional,
                                atol=1e-5)
-    np.testing.assert_allclose(network((x, steps)), unconditional, atol=1e-6)  # the default
-    np.testing.assert_allclose(windowed(x, steps), unconditional, atol=1e-5)
+    np.testing.assert_allclose(network({"audio": x, "steps": steps}), unconditional,
+                               atol=1e-6)  # the default
+    np.testing.assert_allclose(samplers.denoiser(windowed)(x, steps), unconditional, atol=1e-5)
 
 
 def test_label_dropout_hides_that_share_of_labels_the_same_way_every_run():
@@ -111,14 +112,15 @@ def test_label_dropout_hides_that_share_of_labels_the_same_way_every_run():
     from diffusion import Diffusion
 
     diffusion = Diffusion(np.linspace(1e-4, 0.05, 50))
-    batches = tf.data.Dataset.from_tensors((tf.zeros([64, 8, 1]), tf.zeros([64], tf.int32)))
+    batches = tf.data.Dataset.from_tensors({"audio": tf.zeros([64, 8, 1]),
+                                            "labels": tf.zeros([64], tf.int32)})
     dataset = train.with_training_noise(batches.repeat(40), diffusion, 5, 0, 0.25, 7)
-    labels = np.concatenate([batch[3].numpy() for batch in dataset])
-    again = np.concatenate([batch[3].numpy() for batch in dataset])
+    labels = np.concatenate([batch["labels"].numpy() for batch in dataset])
+    again = np.concatenate([batch["labels"].numpy() for batch in dataset])
     assert set(labels) == {0, 7} and abs(np.mean(labels == 7) - 0.25) < 0.03
     np.testing.assert_array_equal(labels, again)
     resumed = train.with_training_noise(batches.repeat(20), diffusion, 5, 20, 0.25, 7)
-    np.testing.assert_array_equal(np.concatenate([batch[3].numpy() for batch in resumed]),
+    np.testing.assert_array_equal(np.concatenate([batch["labels"].numpy() for batch in resumed]),
                                   labels[20 * 64:])
 
 

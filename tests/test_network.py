@@ -23,7 +23,8 @@ def test_dilations_cycle(tiny):
 def test_untrained_output_is_zero_and_any_length_works(tiny):
     model = DiffWave(tiny).build_for()
     for length in (1, 37, 1000):
-        out = model((tf.random.normal([2, length, 1]), tf.constant([3.0, 40.0])))
+        out = model({"audio": tf.random.normal([2, length, 1]),
+                     "steps": tf.constant([3.0, 40.0])})
         assert out.shape == (2, length, 1)
         assert np.all(out.numpy() == 0.0)
 
@@ -35,7 +36,7 @@ def test_receptive_field_matches_impulse_response(tiny):
     audio = tf.random.normal([1, 201, 1], seed=1)
     with tf.GradientTape() as tape:
         tape.watch(audio)
-        out = model((audio, tf.constant([5.0])))[0, 100, 0]
+        out = model({"audio": audio, "steps": tf.constant([5.0])})[0, 100, 0]
     influence = np.nonzero(tape.gradient(out, audio).numpy()[0, :, 0])[0]
     assert influence.max() - influence.min() + 1 == model.receptive_field
     assert influence.min() == 100 - model.receptive_field // 2
@@ -102,7 +103,8 @@ def test_mixed_bfloat16_network_returns_float32_close_to_float32(tiny):
     mixed.set_weights(reference.get_weights())
     assert all(weight.dtype == "float32" for weight in mixed.weights)
     audio, steps = tf.random.normal([2, 500, 1], seed=2), tf.constant([3.0, 40.0])
-    expected, got = reference((audio, steps)), mixed((audio, steps))
+    expected, got = reference({"audio": audio, "steps": steps}), mixed(
+        {"audio": audio, "steps": steps})
     assert got.dtype == tf.float32
     error = np.linalg.norm(got.numpy() - expected.numpy()) / np.linalg.norm(expected.numpy())
     # bfloat16 keeps 8 bits of mantissa; these random weights amplify its rounding to ~6 %.
@@ -132,7 +134,7 @@ def test_folded_dilated_convolutions_match_direct_ones(length):
     def loss_and_gradients(model):
         with tf.GradientTape() as tape:
             tape.watch(audio)
-            out = model((audio, steps))
+            out = model({"audio": audio, "steps": steps})
             loss = tf.reduce_sum(out * tf.sin(tf.range(length, dtype=tf.float64))[:, None])
         return out, tape.gradient(loss, [audio] + model.trainable_variables)
 
@@ -177,7 +179,7 @@ def test_fractional_steps_and_quiet_inputs_reach_the_network_unrounded(tiny, pre
     np.testing.assert_allclose(model.input_projection(audio).numpy(),
                                reference.input_projection(audio).numpy(), rtol=1e-6, atol=1e-6)
     # Through the whole model: steps a rounding step apart give different predictions.
-    out = model((tf.concat([audio[:1]] * 4, 0), steps)).numpy()
+    out = model({"audio": tf.concat([audio[:1]] * 4, 0), "steps": steps}).numpy()
     for a, b in ((0, 1), (2, 3)):
         assert np.abs(out[a] - out[b]).max() > 1e-4 * np.abs(out[a]).max()
 
@@ -210,7 +212,7 @@ def test_recomputed_layers_give_the_same_loss_and_gradients():
     @tf.function
     def loss_and_gradients(model):
         with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(model((audio, steps), training=True) ** 2)
+            loss = tf.reduce_sum(model({"audio": audio, "steps": steps}, training=True) ** 2)
         return loss, tape.gradient(loss, model.trainable_variables)
 
     loss, expected = loss_and_gradients(plain)

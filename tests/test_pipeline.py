@@ -159,9 +159,10 @@ def test_built_in_tones_feed_batches(tiny_params, cache_dir):
     assert manifest["train_variance"] == pytest.approx(tiny_params.target_rms ** 2, rel=0.01)
     batches = data.train_dataset(clip_cache, tiny_params, seed=1).take(8)
     for batch in batches:
+        batch = batch["audio"]
         assert batch.shape == (tiny_params.batch_size, tiny_params.clip_samples, 1)
         assert np.isfinite(batch.numpy()).all()
-    val = [b.numpy() for b in data.val_dataset(clip_cache, tiny_params)]
+    val = [b["audio"].numpy() for b in data.val_dataset(clip_cache, tiny_params)]
     assert sum(len(b) for b in val) == manifest["val_clips"] > 0
 
 
@@ -169,7 +170,7 @@ def test_training_batches_are_shuffled_by_seed(tiny_params, cache_dir):
     clip_cache = data.prepare(tiny_params, None, cache_dir)
 
     def first_batches(seed):
-        return np.concatenate([b.numpy() for b in
+        return np.concatenate([b["audio"].numpy() for b in
                                data.train_dataset(clip_cache, tiny_params, seed=seed).take(3)])
 
     np.testing.assert_array_equal(first_batches(3), first_batches(3))
@@ -258,13 +259,15 @@ def test_validation_is_a_fixed_subset_spread_over_the_split(tiny_params, cache_d
     clip_cache = data.prepare(tiny_params, None, cache_dir)
     every = _clips(clip_cache, tiny_params, "val")
     assert len(every) > 10
-    subset = np.concatenate([b.numpy()[..., 0] for b in data.val_dataset(clip_cache, tiny_params,
-                                                                          max_clips=5)])
+    def val_clips():
+        return np.concatenate([batch["audio"].numpy()[..., 0] for batch in
+                               data.val_dataset(clip_cache, tiny_params, max_clips=5)])
+
+    subset = val_clips()
     step = -(-len(every) // 5)
     assert len(subset) <= 5
     np.testing.assert_array_equal(subset, every[::step])  # spread, from the last files too
-    again = np.concatenate([b.numpy()[..., 0] for b in data.val_dataset(clip_cache, tiny_params,
-                                                                         max_clips=5)])
+    again = val_clips()
     np.testing.assert_array_equal(subset, again)
 
 

@@ -111,8 +111,7 @@ def network():
     model = DiffWave(params).build_for()
     for index, weight in enumerate(model.weights):
         weight.assign(tf.random.stateless_normal(weight.shape, [index, 0]) * 0.3)
-    return model, tf.function(lambda audio, steps: model((audio, steps)),
-                              reduce_retracing=True)
+    return model, tf.function(model, reduce_retracing=True)
 
 
 def test_windowed_equals_whole_with_the_receptive_field_halo(network):
@@ -120,13 +119,14 @@ def test_windowed_equals_whole_with_the_receptive_field_halo(network):
     halo = (model.receptive_field - 1) // 2
     audio = tf.random.stateless_normal([2, 1000, 1], [7, 7])
     steps = tf.constant([3.0, 20.5])
-    whole = function(audio, steps).numpy()
+    inputs = {"audio": audio, "steps": steps}
+    whole = function(inputs).numpy()
     calls = []
     in_windows = windowed(function, 128, halo, lambda done, total: calls.append(total))
-    np.testing.assert_allclose(in_windows(audio, steps).numpy(), whole, atol=1e-4)
+    np.testing.assert_allclose(in_windows(inputs).numpy(), whole, atol=1e-4)
     assert len(calls) == 8  # ceil(1000 / 128) windows, each reported
     short_halo = windowed(function, 128, halo // 4)
-    assert np.abs(short_halo(audio, steps).numpy() - whole).max() > 1e-3
+    assert np.abs(short_halo(inputs).numpy() - whole).max() > 1e-3
 
 
 def test_chunked_sampling_equals_unchunked_sampling(network):
@@ -134,8 +134,9 @@ def test_chunked_sampling_equals_unchunked_sampling(network):
     halo = (model.receptive_field - 1) // 2
     plan = samplers.fast_plan(Diffusion.from_params(params_lib.preset("tiny")))
     shape = [2, 700, 1]
-    whole = samplers.sample(plan, function, shape, samplers.example_noise(3, 0), clip_x0=True)
-    chunked = samplers.sample(plan, windowed(function, 100, halo), shape,
+    whole = samplers.sample(plan, samplers.denoiser(function), shape,
+                            samplers.example_noise(3, 0), clip_x0=True)
+    chunked = samplers.sample(plan, samplers.denoiser(windowed(function, 100, halo)), shape,
                               samplers.example_noise(3, 0), clip_x0=True)
     assert np.isfinite(whole.numpy()).all()
     np.testing.assert_allclose(chunked.numpy(), whole.numpy(), atol=1e-4)
@@ -154,9 +155,9 @@ def test_xla_compiled_network_matches_the_plain_one(network):
     model, function = network
     audio = tf.random.stateless_normal([1, 700, 1], [8, 8])
     steps = tf.constant([12.0])
+    inputs = {"audio": audio, "steps": steps}
     compiled = windowed_network(model, 300, jit=True)
-    np.testing.assert_allclose(compiled(audio, steps).numpy(), function(audio, steps).numpy(),
-                               atol=1e-4)
+    np.testing.assert_allclose(compiled(inputs).numpy(), function(inputs).numpy(), atol=1e-4)
 
 
 RATE, BANDS = 7350, ((280.0, 320.0), (1650.0, 1750.0))  # a low and a high pitch range

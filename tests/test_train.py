@@ -155,7 +155,8 @@ def test_the_moving_average_warms_up_then_decays_at_ema_decay(tmp_path):
                                residual_layers=2)
     trainer = train_lib.Trainer(params, None, str(tmp_path), dilated_conv="folded")
     x0 = 0.1 * tf.random.normal([2, 256, 1], seed=1)
-    batch = (x0, tf.constant([3.0, 30.0]), tf.random.normal([2, 256, 1], seed=2))
+    batch = {"audio": x0, "steps": tf.constant([3.0, 30.0]),
+             "noise": tf.random.normal([2, 256, 1], seed=2)}
     for done, number in ((0, 1), (1, 2), (10 ** 6, 10 ** 6 + 1)):
         trainer.step.assign(done)  # what the loop has finished before this step
         before = [w.numpy() for w in trainer.ema.trainable_variables]
@@ -182,7 +183,8 @@ def test_gradients_are_clipped_to_their_global_norm(tmp_path, gradient_clip):
                                gradient_clip=gradient_clip, residual_layers=2)
     trainer = train_lib.Trainer(params, None, str(tmp_path), dilated_conv="folded")
     x0 = 0.1 * tf.random.normal([2, 256, 1], seed=1)
-    batch = (x0, tf.constant([3.0, 30.0]), tf.random.normal([2, 256, 1], seed=2))
+    batch = {"audio": x0, "steps": tf.constant([3.0, 30.0]),
+             "noise": tf.random.normal([2, 256, 1], seed=2)}
     _, norm = trainer.train_step(batch)
     assert 1e-3 < float(norm) < 1e6
     momentum = [v for v in trainer.optimizer.variables if v.path.endswith("_momentum")]
