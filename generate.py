@@ -90,6 +90,11 @@ flags.DEFINE_integer("resamplings", 0, "With --prompt_audio, run each step this 
                      "times, noised back between runs (RePaint's resampling), for the new audio "
                      "to fit the kept audio better; as many more network calls. README: where "
                      "it helped.", flag_values=FLAGS)
+flags.DEFINE_float("condition_level", generation.DEFAULT_CONDITION_LEVEL, "A cascade's "
+                   "upsamplers: how far each noises the audio of the stage below before "
+                   "conditioning on it, as a fraction of its noise schedule (conditioning "
+                   "augmentation): 0 trusts it as it is; more lets the upsampler redraw more of "
+                   "it.", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
 flags.DEFINE_string("output_dir", "samples", "Folder for the WAV files (created if missing).",
                     flag_values=FLAGS)
@@ -108,41 +113,72 @@ BASE_BYTES = 1.5e9
 
 
 class Progress:
-    """A progress bar over batches x steps x windows with an ETA on stderr: redrawn in place on
-    a terminal, else a line every few seconds."""
+    """A progress bar over batches x (for each stage of a cascade) steps x windows with an ETA
+    on stderr: redrawn in place on a terminal, else a line every few seconds."""
 
-    def __init__(self, label, batches, steps, windows):
-        self.label, self.counts = label, (batches, steps, windows)
-        self.total, self.done = batches * steps * windows, 0
+    def __init__(self, label, batches, stages):
+        """stages: [(network calls, windows per call)] of each stage, lowest rate first."""
+        self.label, self.batches, self.stages = label, batches, stages
+        self.per_batch = sum(steps * windows for steps, windows in stages)
+        self.total, self.done = batches * self.per_batch, 0
         self.start = self.shown = time.perf_counter()
         self.terminal = sys.stderr.isatty()
 
     def advance(self, *_):
-        """Called after each window of each network call of each batch."""
+        """Called after each window of each network call of each stage of each batch."""
         self.done += 1
         now = time.perf_counter()
         if now - self.shown < (0.2 if self.terminal else 5.0) and self.done < self.total:
             return
         self.shown = now
-        batches, steps, windows = self.counts
-        batch, rest = divmod(self.done - 1, steps * windows)
+        batch, rest = divmod(self.done - 1, self.per_batch)
+        for number, (steps, windows) in enumerate(self.stages, 1):
+            if rest < steps * windows:
+                break
+            rest -= steps * windows
         step, window = divmod(rest, windows)
         fraction = self.done / self.total
         eta = time.strftime("%H:%M:%S", time.gmtime((now - self.start) * (1 / fraction - 1)))
+        where = f"stage {number}/{len(self.stages)} " if len(self.stages) > 1 else ""
         line = (f"{self.label} [{'#' * int(30 * fraction):30s}] {100 * fraction:3.0f}%  batch "
-                f"{batch + 1}/{batches} step {step + 1}/{steps} window {window + 1}/{windows}  "
-                f"ETA {eta}")
+                f"{batch + 1}/{self.batches} {where}step {step + 1}/{steps} window "
+                f"{window + 1}/{windows}  ETA {eta}")
         sys.stderr.write("\r" + line + ("\n" if self.done == self.total else "")
                          if self.terminal else line + "\n")
         sys.stderr.flush()
 
 
-def make_plan(params):
-    """The chosen sampler's plan; UserError for flags that do not fit it."""
+def make_plan(params, model_dir):
+    """The chosen sampler's plan for a model (a stage) in model_dir; UserError for flags that
+    do not fit it."""
     if FLAGS.steps is not None and FLAGS.sampler == "fast" and FLAGS["fast_schedule"].present:
         raise UserError("give --steps (a searched schedule) or --fast_schedule, not both")
     return generation.make_plan(params, FLAGS.sampler, FLAGS.steps, cli.fast_schedule(FLAGS),
-                                FLAGS.variance, FLAGS.eta, FLAGS.model_dir)
+                                FLAGS.variance, FLAGS.eta, model_dir)
+
+
+def load_params():
+    """(params of --model_dir's model or its cascade's first stage, its top stage's rate)."""
+    if not generation.is_cascade(FLAGS.model_dir):
+        params = checkpoints.load_params(FLAGS.model_dir)
+        return params, params.sample_rate
+    for name in ("init_audio", "prompt_audio", "checkpoint"):
+        if FLAGS[name].value is not None:
+            raise UserError(f"--{name} does not work on a cascade yet (--model_dir="
+                            f"{FLAGS.model_dir}); give one of its stages' folders, or leave it "
+                            "out")
+    dirs = generation.stage_dirs(FLAGS.model_dir)
+    return checkpoints.load_params(dirs[0]), checkpoints.load_params(dirs[-1]).sample_rate
+
+
+def load_model(dilated_conv, plan):
+    """--model_dir's Stage with `plan`, or its Cascade with each stage's plan of the sampler."""
+    options = dict(plan=make_plan if plan is None else plan, window=FLAGS.window, jit=FLAGS.jit)
+    if generation.is_cascade(FLAGS.model_dir):
+        return generation.Cascade.load(FLAGS.model_dir, None, not FLAGS.no_ema, dilated_conv,
+                                       **options)
+    return generation.Stage.load(FLAGS.model_dir, FLAGS.checkpoint, not FLAGS.no_ema,
+                                 dilated_conv, **options)
 
 
 def clip_lengths(model_rate, output_rate):
@@ -291,52 +327,59 @@ def generate():
         raise UserError("--strength applies to --init_audio; give the file to vary")
     if FLAGS.prompt_audio is None and (FLAGS.inpaint is not None or FLAGS.resamplings):
         raise UserError("--inpaint and --resamplings apply to --prompt_audio; give the file")
-    params = checkpoints.load_params(FLAGS.model_dir)
+    if not 0 <= FLAGS.condition_level <= 1:
+        raise UserError(f"--condition_level must be in [0, 1] (got {FLAGS.condition_level})")
+    params, model_rate = load_params()
     label = chosen_label(params)
-    output_rate = FLAGS.output_rate or params.sample_rate
+    output_rate = FLAGS.output_rate or model_rate
     if output_rate <= 0:
         raise UserError(f"--output_rate must be > 0 (got {output_rate})")
-    plan, start, keep = make_plan(params), None, None
+    cascade = generation.is_cascade(FLAGS.model_dir)
+    plan, start, keep = None if cascade else make_plan(params, FLAGS.model_dir), None, None
     if FLAGS.init_audio is not None:
         plan, start, model_samples, output_samples = variation_start(params, plan, output_rate)
     elif FLAGS.prompt_audio is not None:
         keep, model_samples, output_samples = known_audio(params, output_rate)
     else:
-        model_samples, output_samples = clip_lengths(params.sample_rate, output_rate)
+        model_samples, output_samples = clip_lengths(model_rate, output_rate)
     check_memory(model_samples, output_samples, min(FLAGS.batch_size, FLAGS.num_samples))
     check_output_dir(FLAGS.output_dir)
     if os.path.isdir(FLAGS.output_dir):
         for path in remove_stale_partial_wavs(FLAGS.output_dir):
             print(f"removed {path}, left by a generate.py that was killed", file=sys.stderr)
     dilated_conv, said = cli.dilated_conv(FLAGS, training=False)
-    stage = generation.Stage.load(FLAGS.model_dir, FLAGS.checkpoint, not FLAGS.no_ema,
-                                  dilated_conv, plan=plan, window=FLAGS.window, jit=FLAGS.jit)
+    model = load_model(dilated_conv, plan)
     print("\n".join(filter(None, [KERNELS[1], said])), file=sys.stderr)
 
     batches = math.ceil(FLAGS.num_samples / FLAGS.batch_size)
+    calls = (1 + FLAGS.corrector_steps) * (1 + FLAGS.resamplings)
     progress = Progress(f"{FLAGS.num_samples} x {output_samples / output_rate:g} s, "
-                        f"{FLAGS.sampler}", batches,
-                        len(plan) * (1 + FLAGS.corrector_steps) * (1 + FLAGS.resamplings),
-                        math.ceil(model_samples / FLAGS.window))
-    stage.on_window = progress.advance
+                        f"{FLAGS.sampler}", batches, [
+                            (len(stage.plan) * calls,
+                             math.ceil(length / FLAGS.window))
+                            for stage, length in zip(model.stages, model.lengths(model_samples))])
+    model.on_window = progress.advance
+    options = dict(clip_x0=FLAGS.clip_x0, corrector_steps=FLAGS.corrector_steps,
+                   corrector_snr=FLAGS.corrector_snr)
+    if cascade:
+        options["condition_levels"] = [FLAGS.condition_level] * (len(model.stages) - 1)
+    else:  # variations and continuation: one model
+        options.update(start=start, keep=keep, resamplings=FLAGS.resamplings)
     started = time.perf_counter()
     for first in range(0, FLAGS.num_samples, FLAGS.batch_size):
         count = min(FLAGS.batch_size, FLAGS.num_samples - first)
-        audio = stage.generate(count, model_samples, FLAGS.seed, first, label, FLAGS.guidance,
-                               clip_x0=FLAGS.clip_x0, corrector_steps=FLAGS.corrector_steps,
-                               corrector_snr=FLAGS.corrector_snr, start=start, keep=keep,
-                               resamplings=FLAGS.resamplings)
+        audio = model.generate(count, model_samples, FLAGS.seed, first, label, FLAGS.guidance,
+                               **options)
         for offset, clip in enumerate(audio.numpy()[..., 0]):
             # Clipped after resampling, whose filter can overshoot: 16-bit WAV must stay in +-1.
-            clip = np.clip(resample(clip, params.sample_rate, output_rate)[:output_samples],
-                           -1.0, 1.0)
+            clip = np.clip(resample(clip, model_rate, output_rate)[:output_samples], -1.0, 1.0)
             path = output_path(first + offset)
             write_wav(path, clip, output_rate)
             print(path, flush=True)
     seconds = time.perf_counter() - started
     audio_seconds = FLAGS.num_samples * output_samples / output_rate
     print(f"wrote {FLAGS.num_samples} files, {audio_seconds:g} s of audio in {seconds:.1f} s "
-          f"({seconds / audio_seconds:.3f} s per audio second) from {stage.checkpoint}",
+          f"({seconds / audio_seconds:.3f} s per audio second) from {model.checkpoint}",
           file=sys.stderr)
 
 

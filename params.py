@@ -77,7 +77,8 @@ BETA_SCHEDULES = ("linear", "quadratic", "sigmoid", "cosine")
 LOSSES = ("l2", "l1")
 NOISE_CONDITIONINGS = ("step", "continuous")
 ADDED_LATER = {"noise_conditioning": "step", "warmup_steps": 0, "label_names": [],
-               "label_dropout": 0.1}
+               "label_dropout": 0.1, "gain_rate": 0, "upsample_from": 0,
+               "condition_noise_max": 0.1}
 
 
 def _field(default, group, doc):
@@ -108,6 +109,10 @@ class Params:
         0.1, "data", "Amplitude normalisation: each file gets one gain so its non-silent clips "
         "have this RMS (-20 dBFS), capped so that no sample exceeds +-1. One gain per file keeps "
         "the dynamics inside a track; it removes the 0.05-0.45 RMS spread of mastered music.")
+    gain_rate: int = _field(
+        0, "data", "The rate (Hz) whose band sets each file's gain: 0 is the model's own rate. "
+        "The stages of a cascade share their sketch's, so that the audio an upsampler is "
+        "conditioned on in training is exactly as loud as the stage below makes it.")
     val_fraction: float = _field(
         0.1, "data", "Share of files (not clips) held out for validation, chosen by a hash of "
         "each file's relative path, so the split is deterministic and stable as files are added.")
@@ -123,6 +128,10 @@ class Params:
         10, "model", "Layer i has dilation 2**(i % dilation_cycle).")
     embedding_channels: int = _field(
         512, "model", "Width of the diffusion-step embedding MLP (after 128 sinusoids).")
+    upsample_from: int = _field(
+        0, "model", "0: a model that generates from noise (a cascade's sketch, or a model on "
+        "its own). Else an upsampler: the rate (Hz) of the audio it is conditioned on, which "
+        "it sees FIR-interpolated to its own rate and adds the band above.")
     label_names: tuple = _field(
         (), "model", "The labels (classes, genres) the network is conditioned on, in the order "
         "of its label embedding; empty for an unconditional model. Set by train.py "
@@ -155,6 +164,11 @@ class Params:
         0.1, "train", "With labels: the share of training clips shown with the 'no label' "
         "entry instead of theirs, so that one network learns the conditional and the "
         "unconditional noise prediction that classifier-free guidance combines.")
+    condition_noise_max: float = _field(
+        0.1, "train", "Upsamplers: conditioning augmentation (Cascaded Diffusion Models). Each "
+        "training clip's condition is noised by the forward process to a level drawn uniformly "
+        "from 0 (clean) to this fraction of the noise schedule, and the network is told the "
+        "level, so at generation it can be told how far to trust the stage below.")
     sample_steps: int = _field(
         20, "train", "DDIM steps used for the clips written to TensorBoard while training.")
     shuffle_buffer: int = _field(
@@ -200,6 +214,18 @@ class Params:
         if self.sample_steps > self.noise_steps:
             raise UserError(f"params: sample_steps ({self.sample_steps}) cannot exceed "
                             f"noise_steps ({self.noise_steps})")
+        if self.gain_rate < 0 or (self.gain_rate and self.sample_rate % self.gain_rate):
+            raise UserError(f"params: gain_rate must be 0 or a rate that divides the model's "
+                            f"{self.sample_rate} Hz (got {self.gain_rate})")
+        if self.upsample_from < 0 or (self.upsample_from and (
+                self.upsample_from >= self.sample_rate
+                or self.sample_rate % self.upsample_from)):
+            raise UserError(f"params: upsample_from must be 0 or a rate below the model's "
+                            f"{self.sample_rate} Hz that divides it (got {self.upsample_from}); "
+                            "e.g. --decimation=3 --upsample_from=2450")
+        if not 0.0 <= self.condition_noise_max <= 1.0:
+            raise UserError(f"params: condition_noise_max must be in [0, 1] "
+                            f"(got {self.condition_noise_max})")
         if self.target_rms > 1.0:
             raise UserError(f"params: target_rms must be <= 1 (got {self.target_rms})")
 
@@ -207,6 +233,11 @@ class Params:
     def sample_rate(self):
         """The model's sample rate in Hz, after decimation."""
         return self.input_rate // self.decimation
+
+    @property
+    def upsample_factor(self):
+        """sample_rate / upsample_from for an upsampler; 1 for a model that starts from noise."""
+        return self.sample_rate // self.upsample_from if self.upsample_from else 1
 
     def group(self, name):
         """The fields of one group as a dict, e.g. `group("data")` keys the clip cache."""

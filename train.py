@@ -82,14 +82,18 @@ def check_replicas(params, strategy):
     return replicas
 
 
-def with_training_noise(dataset, diffusion, seed, first_step, label_dropout=0.0, no_label=0):
+def with_training_noise(dataset, diffusion, seed, first_step, label_dropout=0.0, no_label=0,
+                        condition_noise_max=0.0):
     """Adds each batch's diffusion steps and noise, drawn from (seed, step number) before the
     batch is split across replicas, so one device or several train on the same numbers and a
     resumed run draws, step for step, the noise an uninterrupted one would have. Labelled
     batches lose their labels (to `no_label`) with probability `label_dropout`, drawn alike.
+    An upsampler's condition is noised by the forward process to a level drawn uniformly in
+    [0, condition_noise_max] of the schedule (conditioning augmentation), drawn alike.
 
-    Takes a dataset of {"audio": x0 [batch, time, 1][, "labels": int32 [batch]]} and adds
-    "steps" (float32 [batch]) and "noise" ([batch, time, 1]) to each batch.
+    Takes a dataset of {"audio": x0 [batch, time, 1][, "labels": int32 [batch]][, "condition":
+    [batch, time, 1]]} and adds "steps" (float32 [batch]) and "noise" ([batch, time, 1]) to each
+    batch, and with a condition its "condition_level" (float32 [batch]).
     """
     seed = tf.constant(seed, tf.int64)
 
@@ -101,6 +105,15 @@ def with_training_noise(dataset, diffusion, seed, first_step, label_dropout=0.0,
             dropped = tf.random.stateless_uniform(
                 tf.shape(batch["labels"]), tf.random.experimental.stateless_fold_in(pair, 1))
             batch["labels"] = tf.where(dropped < label_dropout, no_label, batch["labels"])
+        if "condition" in batch:
+            level_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(
+                tf.random.experimental.stateless_fold_in(pair, 2), 2))
+            level = tf.random.stateless_uniform(tf.shape(steps), level_seed,
+                                                maxval=condition_noise_max)
+            batch["condition"] = diffusion.noise_condition(
+                batch["condition"], level,
+                tf.random.stateless_normal(tf.shape(batch["condition"]), noise_seed))
+            batch["condition_level"] = level
         return batch
     return dataset.enumerate(first_step).map(add_noise)
 
@@ -194,10 +207,7 @@ class Trainer:
             os.path.join(model_dir, "checkpoints"), self.is_chief,
             model=self.model, ema=self.ema, optimizer=adam, step=self.step)
         self.log = TrainingLog(model_dir, self.is_chief)
-        # TensorBoard's clips: a labelled model's show its first labels, one per clip.
-        shown = ({"labels": tf.range(SAMPLES_SHOWN) % self.ema.no_label} if self.ema.no_label
-                 else {})
-        self.generate = tf.function(lambda x, t: self.ema({"audio": x, "steps": t, **shown}))
+        self.generate = tf.function(self.ema, reduce_retracing=True)
         self.gradients = tf.function(self._gradients, jit_compile=True) if jit else self._gradients
 
     def restore(self):
@@ -288,12 +298,24 @@ class Trainer:
             count += size
         return total / count if count else None
 
-    def generated_clips(self, step):
-        """SAMPLES_SHOWN clips [n, clip_samples, 1] from the EMA weights (DDIM, seed `step`)."""
-        shape = [SAMPLES_SHOWN, self.params.clip_samples, 1]
-        generated = samplers.ddim(self.diffusion, self.generate, shape, self.params.sample_steps,
-                                  seed=step)
-        return tf.clip_by_value(generated, -1.0, 1.0)
+    def tensorboard_clips(self, step, batch):
+        """{name: [n, time, 1]} for TensorBoard: clips generated with the EMA weights (DDIM,
+        seed `step`) beside real ones from `batch`. A labelled model's are of its first labels,
+        one per clip; an upsampler's upsample the clean low bands of the first validation
+        clips, shown beside them ("condition") and the clips themselves ("real")."""
+        real = self.strategy.experimental_local_results(batch["audio"])[0][:SAMPLES_SHOWN]
+        inputs, clips = {}, {"real": real}
+        if self.params.upsample_from:
+            clips = next(iter(data.val_dataset(self.clip_cache, self.params, SAMPLES_SHOWN)))
+            clips = {"real": clips["audio"], "condition": clips["condition"]}
+            inputs["condition"] = clips["condition"]
+        count = len(clips["real"])
+        if self.ema.no_label:
+            inputs["labels"] = tf.range(count) % self.ema.no_label
+        generated = samplers.ddim(
+            self.diffusion, lambda x, t: self.generate({**inputs, "audio": x, "steps": t}),
+            [count, *clips["real"].shape[1:]], self.params.sample_steps, seed=step)
+        return {"generated": tf.clip_by_value(generated, -1.0, 1.0), **clips}
 
     def train(self, max_steps, seed, log_every=50, checkpoint_every=1000, sample_every=5000):
         """Trains to max_steps: a progress line and scalars every `log_every` steps, a
@@ -325,13 +347,15 @@ class Trainer:
             self.log.params(self.params)
         dataset = with_training_noise(
             data.train_dataset(self.clip_cache, self.params, seed=seed + start), self.diffusion,
-            seed, start, self.params.label_dropout, self.model.no_label)
+            seed, start, self.params.label_dropout, self.model.no_label,
+            self.params.condition_noise_max)
         options = tf.data.Options()  # clips come from one cache file: shard batches, not files
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.DATA)
         batches = iter(self.strategy.experimental_distribute_dataset(
             dataset.with_options(options)))
-        clip_seconds = self.params.batch_size * self.params.clip_samples / self.params.sample_rate
+        clip_seconds = (self.params.batch_size * data.training_samples(self.params)
+                        / self.params.sample_rate)
         window_start, window_steps = time.perf_counter(), 0
         for step in range(start + 1, max_steps + 1):
             batch = next(batches)
@@ -372,9 +396,7 @@ class Trainer:
                 if val is not None:
                     self.log.scalars(step, {"val/loss": val})
             if (step % sample_every == 0 or last) and self.is_chief:
-                real = self.strategy.experimental_local_results(batch["audio"])[0][:SAMPLES_SHOWN]
-                self.log.clips(step, {"generated": self.generated_clips(step), "real": real},
-                               self.params.sample_rate)
+                self.log.clips(step, self.tensorboard_clips(step, batch), self.params.sample_rate)
             self.log.flush()
             if signals:
                 if step % checkpoint_every and not last:
@@ -457,6 +479,16 @@ def check_label_folders(data_dir, label_names):
                                    f"label folder(s) ({', '.join(names)}); it needs two or more")
 
 
+def check_upsampler(params):
+    """UserError when an upsampler's clips are too short for the crop its condition needs."""
+    crop = data.condition_crop(params)
+    if data.training_samples(params) < crop:
+        raise params_lib.UserError(
+            f"--clip_samples={params.clip_samples} is too short for an upsampler from "
+            f"{params.upsample_from} Hz: {crop} samples are cut from each end (where its low band, "
+            f"made from the clip alone, is wrong); give --clip_samples >= {3 * crop}")
+
+
 def check_schedule(diffusion, data_variance, allow_high_snr):
     """UserError (a warning, below SNR_REFUSE) when the schedule's last step leaves the data
     audible: the model would never see the pure noise that sampling starts from."""
@@ -482,6 +514,10 @@ def train():
     if os.path.exists(model_dir) and not os.path.isdir(model_dir):
         raise params_lib.UserError(f"--model_dir={model_dir} is a file; give a folder")
     params = resolve_params(model_dir, FLAGS.init_from)
+    if params.upsample_from:
+        check_upsampler(params)
+        if not params.gain_rate:  # as loud as the stage below makes it (params.gain_rate)
+            params = dataclasses.replace(params, gain_rate=params.upsample_from)
     resuming = os.path.exists(os.path.join(model_dir, "params.json"))
     if FLAGS.labels == "folders" and (resuming or FLAGS.init_from) and not params.label_names:
         source = f"--model_dir={model_dir}" if resuming else f"--init_from={FLAGS.init_from}"

@@ -6,8 +6,8 @@ before anything imports it.
 
 import importlib
 
-PIPELINE = ("ClipCache", "DataError", "label_of", "load_audio", "prepare",
-            "train_dataset", "val_dataset")
+PIPELINE = ("ClipCache", "DataError", "condition_crop", "condition_of", "label_of", "load_audio",
+            "prepare", "train_dataset", "training_samples", "val_dataset")
 
 
 def __getattr__(name):

@@ -161,13 +161,16 @@ def _clips_graph(params):
     return process
 
 
-def _gain(parts, target_rms):
+def _gain(parts, target_rms, band=None):
     """One gain for all the clips of a file (`parts` gives its [clips, clip_samples] arrays one
-    at a time): they reach target_rms unless that would clip."""
+    at a time): they reach target_rms unless that would clip. With `band`, (taps, factor) of
+    `lowpass.design_lowpass`, the level is that of the clips' low band (a cascade's sketch
+    rate), the peak still that of the clips."""
     values = square_sum = peak = 0.0
     for part in parts():
-        values += part.size
-        square_sum += float(np.square(part, dtype=np.float64).sum())
+        measured = lowpass.decimate(part, *band).numpy() if band and part.size else part
+        values += measured.size
+        square_sum += float(np.square(measured, dtype=np.float64).sum())
         peak = max(peak, float(np.abs(part).max()) if part.size else 0.0)
     level = math.sqrt(square_sum / values) if values else 0.0
     return np.float32(min(target_rms / level if level else 0.0, 1.0 / peak if peak else 0.0))
@@ -200,7 +203,8 @@ def _data_params(params, source):
     """The preprocessing params that shape the clips of `source` (the tones' own only for the
     built-in tones)."""
     return {name: value for name, value in params.group("data").items()
-            if source == SYNTHETIC_SOURCE or not name.startswith("synthetic_")}
+            if (source == SYNTHETIC_SOURCE or not name.startswith("synthetic_"))
+            and not (name == "gain_rate" and value == 0)}  # the caches made before it
 
 
 def _warn_skipped(skipped):
@@ -229,6 +233,11 @@ def _build(folder, source, files, sources, skipped, params):
                           deterministic=True).prefetch(tf.data.AUTOTUNE)
 
     clip_seconds = params.clip_samples / params.sample_rate
+    gain_band = None
+    if params.gain_rate and params.gain_rate != params.sample_rate:
+        factor = params.sample_rate // params.gain_rate
+        gain_band = (lowpass.design_lowpass(params.sample_rate, factor, params.lowpass_stopband_db,
+                                            params.lowpass_transition), factor)
     counts = {split: {"files": 0, "clips": 0, "sum": 0.0, "square_sum": 0.0}
               for split in cache.SPLITS}
     input_seconds = 0.0
@@ -251,7 +260,7 @@ def _build(folder, source, files, sources, skipped, params):
             skipped.append(item)
             _warn_skipped([item])
             return
-        gain = _gain(each_part, params.target_rms)
+        gain = _gain(each_part, params.target_rms, gain_band)
         name = "val" if index in val_indices else "train"
         split = counts[name]
         split["files"] += 1
@@ -383,17 +392,65 @@ def _examples(clip_cache, split, params):
         lambda clip, label: {"audio": clip, "labels": label})
 
 
+def condition_lowpass(params):
+    """An upsampler's taps: the low-pass at its rate for params.upsample_from."""
+    return lowpass.design_lowpass(params.sample_rate, params.upsample_factor,
+                                  params.lowpass_stopband_db, params.lowpass_transition)
+
+
+def condition_crop(params):
+    """Samples cut from each end of an upsampler's training clip: its low band, made from the
+    clip alone, is wrong near the ends (the filter sees zeros beyond them)."""
+    return len(condition_lowpass(params)) if params.upsample_from else 0
+
+
+def training_samples(params):
+    """The length of the clips a model trains on: clip_samples, less an upsampler's crop."""
+    return params.clip_samples - 2 * condition_crop(params)
+
+
+def condition_of(audio, params):
+    """What an upsampler is conditioned on: `audio` at its rate, FIR-decimated to
+    params.upsample_from and FIR-interpolated back. float32 [batch, time, 1] -> the same."""
+    low = lowpass.decimate(audio[..., 0], condition_lowpass(params), params.upsample_factor)
+    return upsampled_condition(low[..., None], params)[:, :tf.shape(audio)[1]]
+
+
+def upsampled_condition(low, params):
+    """Audio at params.upsample_from, float32 [batch, time, 1], FIR-interpolated to the
+    upsampler's rate: [batch, time * upsample_factor, 1]. Training and generation share it."""
+    return lowpass.interpolate(low[..., 0], condition_lowpass(params),
+                               params.upsample_factor)[..., None]
+
+
+def _upsampling_pairs(params):
+    """For an upsampler, a batch of clips -> the same batch with "audio" cropped
+    (`condition_crop`) and "condition", its low band (`condition_of`), cropped alike; the
+    identity for other models."""
+    if not params.upsample_from:
+        return lambda batch: batch
+    crop = condition_crop(params)
+
+    def pair(batch):
+        audio = batch["audio"]
+        condition = condition_of(audio, params)
+        return {**batch, "audio": audio[:, crop:-crop], "condition": condition[:, crop:-crop]}
+    return pair
+
+
 def train_dataset(clip_cache, params, seed=0):
     """Endless shuffled training batches.
 
     Returns:
-      tf.data.Dataset of {"audio": float32 [batch_size, clip_samples, 1]}, with
-      params.label_names also "labels": int32 [batch_size].
+      tf.data.Dataset of {"audio": float32 [batch_size, training_samples, 1]}, with
+      params.label_names also "labels": int32 [batch_size], and for an upsampler "condition":
+      float32 [batch_size, training_samples, 1], the clean low band (`condition_of`).
     """
     clips = _examples(clip_cache, "train", params)
     return (clips.shuffle(params.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
             .repeat()
             .batch(params.batch_size, drop_remainder=True)
+            .map(_upsampling_pairs(params), num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))
 
 
@@ -406,7 +463,8 @@ def val_dataset(clip_cache, params, max_clips=VAL_CLIPS):
     """
     clips = _examples(clip_cache, "val", params)
     every = max(1, math.ceil(clip_cache.manifest["val_clips"] / max_clips))
-    return clips.shard(every, 0).batch(params.batch_size).prefetch(tf.data.AUTOTUNE)
+    return (clips.shard(every, 0).batch(params.batch_size).map(_upsampling_pairs(params))
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def load_audio(path, params):

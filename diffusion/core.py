@@ -132,6 +132,12 @@ class Diffusion:
         signal_rate, noise_rate = self.rates(tf.cast(steps, tf.float32))
         return self._broadcast(signal_rate, x0) * x0 + self._broadcast(noise_rate, x0) * noise
 
+    def noise_condition(self, condition, level, noise):
+        """Conditioning augmentation (Cascaded Diffusion Models): an upsampler's condition
+        noised by this forward process to `level`, float32 [batch], a fraction of the schedule
+        (0 leaves it as it is, 1 is step T - 1); training and generation share it."""
+        return self.q_sample(condition, tf.cast(level, tf.float32) * self.steps - 1, noise)
+
     def renoise(self, x, alpha_bar, t, noise):
         """x at noise level `alpha_bar` (a float; 1 is clean) brought forward to step t (an int,
         a higher noise level): q(x_t | x_s) = N(sqrt(abar_t / abar_s) x_s, 1 - abar_t / abar_s).

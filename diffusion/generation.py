@@ -1,8 +1,16 @@
 """Generation as a library of values, not flags: a trained model with its sampler plan and
-windowing (a `Stage`) generates a batch. generate.py, export.py, search_schedule.py and the
-bench scripts call it instead of each loading, windowing, guiding and sampling on its own.
+windowing (a `Stage`) generates a batch; a `Cascade` chains stages, a sketch from noise and
+upsamplers each conditioned on the stage below. generate.py, export.py, search_schedule.py and
+the bench scripts call it instead of each loading, windowing, guiding and sampling on its own.
 """
 
+import json
+import math
+import os
+
+import tensorflow as tf
+
+from data.pipeline import upsampled_condition
 from diffusion import samplers
 from diffusion.core import Diffusion
 from network import checkpoints
@@ -10,6 +18,11 @@ from network.windowed import windowed_network
 from params import UserError
 
 DEFAULT_WINDOW = 65536  # samples per network call: bounds memory, not the length
+CASCADE_FILE = "cascade.json"
+# An upsampler trusts the stage below this much by default: the condition is noised to this
+# fraction of its schedule, as conditioning augmentation trained it to expect (0 is clean).
+DEFAULT_CONDITION_LEVEL = 0.02
+CONDITION_NOISE = -1  # the index of a stage's noise stream that noises its condition
 
 
 def make_plan(params, sampler="fast", steps=None, fast_schedule=samplers.FAST_SCHEDULE,
@@ -38,15 +51,17 @@ class Stage:
     """A trained DiffWave ready to generate at its rate.
 
     params: its Params; network: the DiffWave (EMA weights as loaded); plan: the sampler's
-    steps (`make_plan`); window: samples per network call (`network.windowed`); checkpoint: the
+    steps (`make_plan`; or a function (params, model_dir) -> plan; default fast); window: samples per network call (`network.windowed`); checkpoint: the
     path it was loaded from. `on_window`, when set, is called after every window of every
     network call (a progress bar).
     """
 
     def __init__(self, params, network, plan=None, window=DEFAULT_WINDOW, jit=False,
-                 checkpoint=None):
+                 checkpoint=None, model_dir=None):
         self.params, self.network, self.checkpoint = params, network, checkpoint
-        self.plan = make_plan(params) if plan is None else plan
+        self.model_dir = model_dir
+        self.plan = (make_plan(params) if plan is None
+                     else plan(params, model_dir) if callable(plan) else plan)
         self.window = window
         self.on_window = None
         # One windowed network for every call: its graphs are traced once.
@@ -59,7 +74,7 @@ class Stage:
         params = checkpoints.load_params(model_dir)
         network, found = checkpoints.load_latest(params, model_dir, checkpoint, ema,
                                                  dilated_conv)
-        return cls(params, network, checkpoint=found, **options)
+        return cls(params, network, checkpoint=found, model_dir=model_dir, **options)
 
     def _window_done(self, *progress):
         if self.on_window:
@@ -73,22 +88,176 @@ class Stage:
     def diffusion(self):
         return Diffusion.from_params(self.params)
 
-    def denoiser(self, label=None, guidance=1.0):
+    @property
+    def labelled(self):
+        return bool(self.params.label_names)
+
+    @property
+    def stages(self):
+        """[self]: what a Cascade has, so callers need not tell the two apart."""
+        return [self]
+
+    def lengths(self, samples):
+        return [samples]
+
+    def denoiser(self, label=None, guidance=1.0, inputs=None):
         """The samplers' model(x_t, t): windowed, with `label` (an index into
-        params.label_names, or None) and classifier-free `guidance` for a labelled model."""
+        params.label_names, or None) and classifier-free `guidance` for a labelled model, and
+        an upsampler's condition `inputs`."""
         no_label = self.network.no_label if label is not None else None
-        return samplers.denoiser(self.windowed, label, no_label, guidance)
+        return samplers.denoiser(self.windowed, label, no_label, guidance, inputs)
+
+    def condition_inputs(self, below, samples, level, noise):
+        """An upsampler's condition inputs: `below` (float32 [batch, time, 1] at upsample_from)
+        interpolated to this rate, cut to `samples`, noised to `level` (a fraction of the
+        schedule) with noise(CONDITION_NOISE, ...)."""
+        condition = upsampled_condition(tf.convert_to_tensor(below, tf.float32),
+                                        self.params)[:, :samples]
+        if condition.shape[1] < samples:
+            raise ValueError(f"the condition gives {condition.shape[1]} samples, not {samples}")
+        levels = tf.fill([condition.shape[0]], tf.constant(level, tf.float32))
+        noised = self.diffusion.noise_condition(
+            condition, levels, noise(CONDITION_NOISE, condition.shape)) if level else condition
+        return {"condition": noised, "condition_level": levels}
 
     def generate(self, count, samples, seed=0, first_example=0, label=None, guidance=1.0,
-                 plan=None, **options):
+                 plan=None, below=None, condition_level=DEFAULT_CONDITION_LEVEL, stage=0,
+                 **options):
         """Clips `first_example` .. `first_example + count - 1` of `seed`: each depends only on
         (seed, its number), not on the batch it is generated in.
 
         plan: instead of the Stage's own (a variation's end of it, a searched schedule);
+        below: an upsampler's condition, the stage below's audio [count, time, 1] at
+        params.upsample_from (time * upsample_factor >= samples), noised to condition_level;
+        stage: its place in a cascade, which gives it noise streams of its own;
         options: samplers.sample's (clip_x0, corrector_steps, corrector_snr, start, keep,
         resamplings).
         Returns float32 [count, samples, 1] at the model rate.
         """
+        noise = samplers.example_noise(seed, first_example, stage)
+        inputs = None
+        if self.params.upsample_from:
+            if below is None:
+                raise ValueError("an upsampler generates from the audio of the stage below")
+            inputs = self.condition_inputs(below, samples, condition_level, noise)
         return samplers.sample(self.plan if plan is None else plan,
-                               self.denoiser(label, guidance), [count, samples, 1],
-                               samplers.example_noise(seed, first_example), **options)
+                               self.denoiser(label, guidance, inputs), [count, samples, 1],
+                               noise, **options)
+
+
+def is_cascade(model_dir):
+    """Whether model_dir holds a cascade (its CASCADE_FILE lists the stages' folders)."""
+    return os.path.isfile(os.path.join(model_dir, CASCADE_FILE))
+
+
+def stage_dirs(model_dir):
+    """The stages' model dirs that model_dir's CASCADE_FILE lists, lowest rate first."""
+    path = os.path.join(model_dir, CASCADE_FILE)
+    try:
+        with open(path) as file:
+            names = json.load(file)["stages"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{path}: cannot read the stages ({error}); it holds "
+                        '{"stages": ["sketch", "upsampler", ...]}, folders beside it') from None
+    if not names or not all(isinstance(name, str) for name in names):
+        raise UserError(f"{path}: \"stages\" must list one or more folders")
+    return [os.path.join(model_dir, name) for name in names]
+
+
+def check_chain(stages, names):
+    """UserError, naming the stage, unless each stage after the first upsamples the one below
+    (its upsample_from is that stage's rate, the same input rate and gain band) and labels
+    agree."""
+    first = stages[0].params
+    if first.upsample_from:
+        raise UserError(f"{names[0]}: the first stage is an upsampler (from "
+                        f"{first.upsample_from} Hz); a cascade starts with a model that "
+                        "generates from noise")
+    band = first.gain_rate or first.sample_rate
+    for below, stage, name in zip(stages, stages[1:], names[1:]):
+        params = stage.params
+        if params.upsample_from != below.sample_rate:
+            what = (f"upsamples from {params.upsample_from} Hz" if params.upsample_from
+                    else "generates from noise")
+            raise UserError(f"{name}: {what}, but the stage below runs at {below.sample_rate} "
+                            "Hz; its stages must chain (train it with "
+                            f"--upsample_from={below.sample_rate})")
+        if params.input_rate != first.input_rate:
+            raise UserError(f"{name}: input_rate {params.input_rate}, the first stage's "
+                            f"{first.input_rate}; train the stages on one input rate")
+        if (params.gain_rate or params.sample_rate) != band:
+            raise UserError(f"{name}: its files' gain was set on the {params.gain_rate} Hz band, "
+                            f"the sketch's on {band} Hz, so its condition would not be as loud "
+                            f"as the stage below makes it; train it with --gain_rate={band}")
+        if params.label_names and params.label_names != first.label_names:
+            raise UserError(f"{name}: labels {', '.join(params.label_names)}, the first "
+                            f"stage's {', '.join(first.label_names) or 'none'}")
+
+
+class Cascade:
+    """Stages that chain: the first generates at its rate from noise, each next one upsamples
+    the audio of the one below (`Stage.generate` with `below`). Labels go to every labelled
+    stage; each stage draws its own noise streams."""
+
+    def __init__(self, stages, names=None):
+        self.stages = list(stages)
+        self.names = names or [f"stage {number}" for number in range(1, len(stages) + 1)]
+        check_chain(self.stages, self.names)
+
+    @classmethod
+    def load(cls, model_dir, checkpoint=None, ema=True, dilated_conv="direct", **options):
+        """The cascade model_dir's CASCADE_FILE lists, each stage at its latest checkpoint (or
+        `checkpoint`, a list of one per stage, None for the latest); `options` as Stage()'s."""
+        dirs = stage_dirs(model_dir)
+        checkpoints_ = checkpoint or [None] * len(dirs)
+        if len(checkpoints_) != len(dirs):
+            raise UserError(f"give one checkpoint per stage ({len(dirs)}), not "
+                            f"{len(checkpoints_)}")
+        stages = [Stage.load(folder, found, ema, dilated_conv, **options)
+                  for folder, found in zip(dirs, checkpoints_)]
+        return cls(stages, [os.path.relpath(folder) for folder in dirs])
+
+    @property
+    def params(self):
+        """The first stage's params: labels, and the data it was trained on."""
+        return self.stages[0].params
+
+    @property
+    def sample_rate(self):
+        return self.stages[-1].sample_rate
+
+    @property
+    def checkpoint(self):
+        return ", ".join(stage.checkpoint for stage in self.stages)
+
+    @property
+    def on_window(self):
+        return self.stages[0].on_window
+
+    @on_window.setter
+    def on_window(self, callback):
+        for stage in self.stages:
+            stage.on_window = callback
+
+    def lengths(self, samples):
+        """Samples each stage generates for `samples` at the top rate, lowest first."""
+        lengths = [samples]
+        for stage in reversed(self.stages[1:]):
+            lengths.insert(0, math.ceil(lengths[0] / stage.params.upsample_factor))
+        return lengths
+
+    def generate(self, count, samples, seed=0, first_example=0, label=None, guidance=1.0,
+                 condition_levels=None, on_stage=None, **options):
+        """Like Stage.generate, through every stage: float32 [count, samples, 1] at the top
+        rate. condition_levels: one per upsampler (default DEFAULT_CONDITION_LEVEL each);
+        on_stage(number) is called before each stage runs."""
+        levels = condition_levels or [DEFAULT_CONDITION_LEVEL] * (len(self.stages) - 1)
+        audio = None
+        for number, (stage, length) in enumerate(zip(self.stages, self.lengths(samples))):
+            if on_stage:
+                on_stage(number)
+            audio = stage.generate(count, length, seed, first_example,
+                                   label if stage.labelled else None, guidance, below=audio,
+                                   condition_level=levels[number - 1] if number else 0.0,
+                                   stage=number, **options)
+        return audio

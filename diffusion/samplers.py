@@ -111,20 +111,22 @@ def batch_noise(seed):
     return lambda index, shape: generator.normal(shape)
 
 
-def example_noise(seed, first_example):
+def example_noise(seed, first_example, stage=0):
     """noise(index, shape) where example i of the batch draws from its own stream (seed,
-    first_example + i): an example's audio does not depend on its batch size or batch-mates."""
+    first_example + i): an example's audio does not depend on its batch size or batch-mates.
+    Each `stage` of a cascade has streams of its own (0 for a single model)."""
     def noise(index, shape):
         return tf.stack([
             tf.random.stateless_normal(shape[1:], tf.random.experimental.stateless_fold_in(
-                tf.random.experimental.stateless_fold_in([seed, 0], first_example + i), index))
+                tf.random.experimental.stateless_fold_in([seed, stage], first_example + i),
+                index))
             for i in range(shape[0])])
     return noise
 
 
-def denoiser(network, label=None, no_label=None, guidance=1.0):
+def denoiser(network, label=None, no_label=None, guidance=1.0, inputs=None):
     """The samplers' model(x_t, t) from a network that takes named inputs (a DiffWave, or
-    `network.windowed`'s windowed one): {"audio": x_t, "steps": t[, "labels"]} -> eps.
+    `network.windowed`'s windowed one): {"audio": x_t, "steps": t[, "labels"], **inputs} -> eps.
 
     label: for a labelled network (no_label, its "no label" index, given), the label's index
       (an int or an int32 scalar tensor), or None for the unconditional prediction; without
@@ -132,15 +134,20 @@ def denoiser(network, label=None, no_label=None, guidance=1.0):
     guidance: classifier-free guidance (a float, or a float32 scalar tensor); other than 1, the
       conditional and unconditional predictions come from one call on the batch twice over
       (`core.guided_eps`).
+    inputs: the network's other inputs, fixed for every step (an upsampler's condition and its
+      level), batch-first.
     """
+    inputs = inputs or {}
+
     def model(x, t):
         if no_label is None:
-            return network({"audio": x, "steps": t})
+            return network({**inputs, "audio": x, "steps": t})
         batch = tf.shape(x)[0]
         labels = tf.fill([batch], no_label if label is None else label)
         if label is None or (not tf.is_tensor(guidance) and guidance == 1):
-            return network({"audio": x, "steps": t, "labels": labels})
-        both = network({"audio": tf.concat([x, x], 0), "steps": tf.concat([t, t], 0),
+            return network({**inputs, "audio": x, "steps": t, "labels": labels})
+        twice = {name: tf.concat([value, value], 0) for name, value in inputs.items()}
+        both = network({**twice, "audio": tf.concat([x, x], 0), "steps": tf.concat([t, t], 0),
                         "labels": tf.concat([labels, tf.fill([batch], no_label)], 0)})
         conditional, unconditional = tf.split(both, 2)
         return guided_eps(unconditional, conditional, guidance)

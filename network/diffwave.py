@@ -4,7 +4,11 @@
   -> ReLU -> 1x1 conv, ReLU -> 1x1 conv (zero-initialised) -> predicted noise [batch, time, 1]
 
 Unconditional, or conditioned on a label (genre, class) as a global condition: a learned label
-embedding added to the step embedding that every residual layer receives.
+embedding added to the step embedding that every residual layer receives. An upsampler (a
+cascade's later stage, as NU-Wave) is also conditioned on lower-rate audio, interpolated to its
+rate: a local condition that enters every residual layer through 1x1 convolutions added before
+the gate (DiffWave's local conditioner), with the condition's own noise level embedded beside
+the step (conditioning augmentation).
 
 Every layer is a convolution along time, so the network accepts any length.
 """
@@ -144,30 +148,54 @@ class ResidualLayer(keras.layers.Layer):
 
     y = x + projected step embedding; the paper's dilated conv (kernel 3) to 2C channels split
     into a tanh half and a sigmoid half, tanh(conv_f(y)) * sigmoid(conv_g(y)); its 1x1 conv to
-    2C split into residual and skip halves. Gives ((x + residual) / sqrt 2, skip).
+    2C split into residual and skip halves. Gives ((x + residual) / sqrt 2, skip). With a local
+    condition c (`conditioned`), tanh(conv_f(y) + cond_f(c)) * sigmoid(conv_g(y) + cond_g(c)),
+    cond_f and cond_g 1x1 convolutions.
 
     Each half is its own C-channel convolution: the same arithmetic as slicing a 2C output,
-    without the slicing copies, and each fuses with its bias and activation.
+    without the slicing copies, and each fuses with its bias and activation (unconditioned: the
+    condition must be added before the activation).
     """
 
-    def __init__(self, channels, dilation, folded=False, **kwargs):
+    def __init__(self, channels, dilation, folded=False, conditioned=False, **kwargs):
         super().__init__(**kwargs)
         self.fold = folded and dilation > 1
         self.dilation = dilation
+        self.conditioned = conditioned
         self.step_projection = keras.layers.Dense(channels)
         conv = lambda activation: keras.layers.Conv1D(  # noqa: E731
-            channels, 3, padding="same", dilation_rate=dilation, activation=activation)
+            channels, 3, padding="same", dilation_rate=dilation,
+            activation=None if conditioned else activation)
         self.filter_conv, self.gate_conv = conv("tanh"), conv("sigmoid")
         self.residual_projection = keras.layers.Conv1D(channels, 1)
         self.skip_projection = keras.layers.Conv1D(channels, 1)
+        if conditioned:
+            self.condition_filter = keras.layers.Conv1D(channels, 1)
+            self.condition_gate = keras.layers.Conv1D(channels, 1)
 
-    def build(self, stream_shape, embedding_shape):
+    def build(self, stream_shape, embedding_shape, condition_shape=None):
         self.step_projection.build(embedding_shape)
         for conv in (self.filter_conv, self.gate_conv, self.residual_projection,
                      self.skip_projection):
             conv.build(stream_shape)
+        if self.conditioned:
+            self.condition_filter.build(condition_shape)
+            self.condition_gate.build(condition_shape)
 
-    def call(self, stream, embedding, scale=1.0):
+    def gate(self, y, scale, condition):
+        """tanh(f) * sigmoid(g) of y (folded or not), the condition added to f and g."""
+        if condition is None:
+            return (convolve(self.filter_conv, y, x_scale=scale)
+                    * convolve(self.gate_conv, y, x_scale=scale))
+        condition_filter = convolve(self.condition_filter, condition)
+        condition_gate = convolve(self.condition_gate, condition)
+        if self.fold:
+            condition_filter = fold_time(condition_filter, self.dilation)[0]
+            condition_gate = fold_time(condition_gate, self.dilation)[0]
+        return (tf.tanh(convolve(self.filter_conv, y, x_scale=scale) + condition_filter)
+                * tf.sigmoid(convolve(self.gate_conv, y, x_scale=scale) + condition_gate))
+
+    def call(self, stream, embedding, condition=None, scale=1.0):
         """One layer on the residual input x carried as stream = x / scale.
 
         The paper's (x + residual) / sqrt 2 is (scale / sqrt 2) * (stream + residual / scale):
@@ -175,15 +203,15 @@ class ResidualLayer(keras.layers.Layer):
         so the only per-sample work besides the convolutions is two adds and the gate product.
 
         Args:
-          stream: [batch, time, C]; embedding: [batch, E]; scale: a Python float.
+          stream: [batch, time, C]; embedding: [batch, E]; condition: None, or the local
+            condition's features [batch, time, C]; scale: a Python float.
         Returns:
           (next stream, skip), both [batch, time, C].
         """
         y = stream + self.step_projection(embedding)[:, None, :] / scale  # (x + e) / scale
         if self.fold:
             y, unfold = fold_time(y, self.dilation)
-        gated = (convolve(self.filter_conv, y, x_scale=scale)
-                 * convolve(self.gate_conv, y, x_scale=scale))
+        gated = self.gate(y, scale, condition)
         if self.fold:
             gated = unfold(gated)
         residual = convolve(self.residual_projection, gated, out_scale=1 / scale)
@@ -199,6 +227,10 @@ class DiffWave(keras.Model):
       steps: float32 [batch], the diffusion step t (0-based; fractional allowed).
       labels: int32 [batch], indices into params.label_names, or `no_label` (the default when
         absent): only for a model with label_names.
+      condition: float32 [batch, time, 1], an upsampler's lower-rate audio interpolated to its
+        rate (`data.pipeline.condition_of`): only, and always, for an upsampler.
+      condition_level: float32 [batch], how far the condition was noised by the forward
+        process, as a fraction of the noise schedule (0, clean, when absent): upsamplers only.
     Returns:
       float32 [batch, time, 1], the predicted noise.
 
@@ -225,13 +257,22 @@ class DiffWave(keras.Model):
         if params.label_names:
             self.label_embedding = keras.layers.Embedding(
                 self.no_label + 1, params.embedding_channels, dtype=self.exact_dtype)
+        self.upsampler = bool(params.upsample_from)
+        if self.upsampler:
+            self.noise_steps = params.noise_steps
+            self.condition_level_embedding = StepEmbedding(params.embedding_channels,
+                                                           dtype=self.exact_dtype)
+            # The condition's features, seen by every layer through its own 1x1 convolutions.
+            self.condition_projection = keras.layers.Conv1D(channels, 3, padding="same",
+                                                            activation="relu")
         # float32: near t = 0, x_t differs from x_0 by noise far below bfloat16's rounding.
         self.input_projection = keras.layers.Conv1D(channels, 1, activation="relu",
                                                     dtype=self.exact_dtype)
         # One attribute per layer, not a list: tf.train.Checkpoint only follows attributes.
         for i, dilation in enumerate(self.dilations):
             setattr(self, f"residual_{i}", ResidualLayer(
-                channels, dilation, folded=dilated_conv == "folded", name=f"residual_{i}"))
+                channels, dilation, folded=dilated_conv == "folded", conditioned=self.upsampler,
+                name=f"residual_{i}"))
         self.skip_projection = keras.layers.Conv1D(channels, 1, activation="relu")
         # Zero output: the untrained model predicts no noise, a stable start (as in the paper).
         # float32 output under mixed precision: the diffusion math and the loss stay float32.
@@ -250,8 +291,9 @@ class DiffWave(keras.Model):
 
     @property
     def receptive_field(self):
-        """Input samples that influence one output sample (kernel 3: 2 * dilation per layer)."""
-        return 1 + 2 * sum(self.dilations)
+        """Input samples that influence one output sample (kernel 3: 2 * dilation per layer,
+        and 2 more through an upsampler's condition projection)."""
+        return 1 + 2 * sum(self.dilations) + (2 if self.upsampler else 0)
 
     def call(self, inputs, training=False):
         audio, steps = inputs["audio"], inputs["steps"]
@@ -261,6 +303,14 @@ class DiffWave(keras.Model):
             if labels is None:
                 labels = tf.fill(tf.shape(steps), self.no_label)
             embedding = embedding + self.label_embedding(labels)
+        condition = None
+        if self.upsampler:
+            level = inputs.get("condition_level")
+            if level is None:
+                level = tf.zeros(tf.shape(steps))
+            embedding = embedding + self.condition_level_embedding(
+                tf.cast(level, tf.float32) * self.noise_steps)
+            condition = self.condition_projection(inputs["condition"])
         # The residual input x is carried as stream = x / scale (see ResidualLayer.call);
         # renormalising now and then keeps float16 streams far from overflow.
         stream, scale = self.input_projection(audio), 1.0
@@ -271,7 +321,9 @@ class DiffWave(keras.Model):
             run_layer = functools.partial(layer, scale=scale)
             if self.recompute and training:
                 run_layer = keras.remat(run_layer)
-            stream, skip = run_layer(stream, embedding)
+            # keras.remat takes tensors only: no None for an unconditioned layer.
+            stream, skip = run_layer(stream, embedding, *([] if condition is None
+                                                          else [condition]))
             scale /= math.sqrt(2.0)
             skips = skips + skip
         x = tf.nn.relu(skips / math.sqrt(len(self.residual_layers)))
@@ -281,12 +333,19 @@ class DiffWave(keras.Model):
         """Forward FLOPs per audio sample: 2 per multiply-add of every convolution (the step
         embedding, computed once per clip, is left out)."""
         convs = [self.input_projection, self.skip_projection, self.output_projection]
+        if self.upsampler:
+            convs.append(self.condition_projection)
         for layer in self.residual_layers:
             convs += [layer.filter_conv, layer.gate_conv, layer.residual_projection,
                       layer.skip_projection]
+            if layer.conditioned:
+                convs += [layer.condition_filter, layer.condition_gate]
         return sum(2 * int(np.prod(conv.kernel.shape)) for conv in convs)
 
     def build_for(self, time=64):
         """Creates the weights by calling once on zeros; returns self."""
-        self({"audio": tf.zeros([1, time, 1]), "steps": tf.zeros([1])})
+        inputs = {"audio": tf.zeros([1, time, 1]), "steps": tf.zeros([1])}
+        if self.upsampler:
+            inputs["condition"] = tf.zeros([1, time, 1])
+        self(inputs)
         return self

@@ -8,7 +8,9 @@ import tensorflow as tf
 # The inputs a DiffWave takes, by name (network/diffwave.py): per-sample ones are
 # [batch, time, channels] and cut into windows, per-example ones [batch] go to every window.
 INPUT_SPECS = {"audio": tf.TensorSpec([None, None, 1]), "steps": tf.TensorSpec([None]),
-               "labels": tf.TensorSpec([None], tf.int32)}
+               "labels": tf.TensorSpec([None], tf.int32),
+               "condition": tf.TensorSpec([None, None, 1]),
+               "condition_level": tf.TensorSpec([None])}
 
 
 def windowed(model, window, halo, on_window=None):

@@ -168,6 +168,30 @@ def model_dir(tmp_path_factory, worker_id, clips):
         *TINY, "--max_steps=30", "--checkpoint_every=15", f"--cache_dir={clips}"])
 
 
+@pytest.fixture(scope="session")
+def cascade_dir(tmp_path_factory, worker_id, clips):
+    """A tiny two-stage cascade on the built-in tones: a 2450 Hz sketch (TINY) and an upsampler
+    to 7350 Hz (the tiny preset with three residual layers, so that its receptive field reaches
+    past its condition's), 30 steps each; CASCADE/cascade.json lists sketch/ and upsampler/."""
+    sketch = _trained_once(tmp_path_factory, worker_id, "cascade_sketch", [
+        *TINY, "--decimation=9", "--max_steps=30", "--checkpoint_every=30",
+        f"--cache_dir={clips}"])
+    upsampler = _trained_once(tmp_path_factory, worker_id, "cascade_upsampler", [
+        "--preset=tiny", "--synthetic_tones=32", "--residual_layers=3", "--upsample_from=2450",
+        "--max_steps=30", "--checkpoint_every=30", f"--cache_dir={clips}"])
+    folder = _session_folder(tmp_path_factory, worker_id) / "cascade"
+    with open(_session_folder(tmp_path_factory, worker_id) / "cascade.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not folder.exists():
+            os.makedirs(folder.parent / "cascade.tmp", exist_ok=True)
+            for name, model in (("sketch", sketch), ("upsampler", upsampler)):
+                shutil.copytree(model, folder.parent / "cascade.tmp" / name, dirs_exist_ok=True)
+            (folder.parent / "cascade.tmp" / "cascade.json").write_text(
+                '{"stages": ["sketch", "upsampler"]}\n')
+            os.rename(folder.parent / "cascade.tmp", folder)
+    return folder
+
+
 # Pitch ranges (Hz) of the labelled tones: two octaves apart.
 PITCH_RANGES = {"low": (100.0, 200.0), "high": (800.0, 1600.0)}
 

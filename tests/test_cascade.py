@@ -1,0 +1,200 @@
+"""Cascades: an upsampler (a DiffWave conditioned on lower-rate audio), its training pairs and
+conditioning augmentation, and generation through the stages."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile
+import tensorflow as tf
+
+import params as params_lib
+from conftest import command
+from data import pipeline
+from diffusion import Diffusion, generation
+from network import DiffWave
+from network.windowed import windowed_network
+
+UPSAMPLER = params_lib.preset("tiny", residual_layers=4, dilation_cycle=3, upsample_from=2450)
+
+
+def random_upsampler(dilated_conv="direct"):
+    """A tiny upsampler with every weight random (the output layer too)."""
+    network = DiffWave(UPSAMPLER, dilated_conv).build_for()
+    for index, weight in enumerate(network.weights):
+        weight.assign(tf.random.stateless_normal(weight.shape, [index, 1]) * 0.3)
+    return network
+
+
+def upsampler_inputs(length=900):
+    return {"audio": tf.random.stateless_normal([2, length, 1], [1, 1]),
+            "steps": tf.constant([3.0, 30.0]),
+            "condition": tf.random.stateless_normal([2, length, 1], [2, 2]),
+            "condition_level": tf.constant([0.0, 0.05])}
+
+
+def test_the_condition_changes_the_prediction_and_windows_equal_the_whole():
+    network = random_upsampler()
+    inputs = upsampler_inputs()
+    whole = network(inputs).numpy()
+    other = network({**inputs, "condition": -inputs["condition"]}).numpy()
+    assert np.abs(whole - other).max() > 1e-2  # the condition is heard
+    louder = network({**inputs, "condition_level": tf.constant([0.5, 0.5])}).numpy()
+    assert np.abs(whole - louder).max() > 1e-3  # and so is its noise level
+    windowed = windowed_network(network, 128)(inputs).numpy()
+    np.testing.assert_allclose(windowed, whole, atol=1e-4)
+
+
+def test_folded_and_direct_dilated_convolutions_agree_with_a_condition():
+    direct = random_upsampler("direct")
+    folded = DiffWave(UPSAMPLER, "folded").build_for()
+    folded.set_weights(direct.get_weights())
+    inputs = upsampler_inputs(301)
+    np.testing.assert_allclose(folded(inputs), direct(inputs), atol=1e-4)
+
+
+def test_an_upsampler_trains_under_mixed_precision_with_float32_noise_levels():
+    import keras
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        network = DiffWave(UPSAMPLER, "folded").build_for()
+        network.output_projection.kernel.assign(tf.ones_like(network.output_projection.kernel))
+        inputs = upsampler_inputs(256)
+        with tf.GradientTape() as tape:
+            predicted = network(inputs, training=True)
+            loss = tf.reduce_mean(tf.square(predicted))
+        condition_weights = [layer.condition_filter.kernel for layer in network.residual_layers]
+        gradients = tape.gradient(loss, condition_weights)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert predicted.dtype == tf.float32
+    assert network.condition_level_embedding.dtype_policy.compute_dtype == "float32"
+    assert all(np.abs(gradient.numpy()).max() > 0 for gradient in gradients)
+
+
+def test_training_pairs_are_a_clip_and_its_own_low_band_aligned():
+    params = params_lib.preset("tiny", upsample_from=2450, clip_samples=4096)
+    rate, crop = params.sample_rate, pipeline.condition_crop(params)
+    time = np.arange(params.clip_samples) / rate
+    low, high = np.sin(2 * np.pi * 300 * time + 0.3), np.sin(2 * np.pi * 2000 * time)
+    batch = {"audio": tf.constant((0.1 * (low + high))[None, :, None], tf.float32)}
+    pair = pipeline._upsampling_pairs(params)(batch)
+    assert pair["audio"].shape == pair["condition"].shape == (
+        1, pipeline.training_samples(params), 1)
+    np.testing.assert_allclose(pair["audio"][0, :, 0], 0.1 * (low + high)[crop:-crop],
+                               atol=1e-6)
+    # The condition is the 300 Hz partial alone (2000 Hz is above 2450 Hz's Nyquist), in step.
+    np.testing.assert_allclose(pair["condition"][0, :, 0], 0.1 * low[crop:-crop], atol=2e-3)
+
+
+def test_condition_level_zero_leaves_the_condition_as_it_is():
+    diffusion = Diffusion.from_params(UPSAMPLER)
+    condition = tf.random.stateless_normal([3, 50, 1], [4, 4])
+    noise = tf.random.stateless_normal([3, 50, 1], [5, 5])
+    kept = diffusion.noise_condition(condition, tf.zeros([3]), noise)
+    np.testing.assert_array_equal(kept, condition)
+    noised = diffusion.noise_condition(condition, tf.fill([3], 0.5), noise)
+    assert np.abs(noised - condition).min() > 0
+
+
+def test_training_noises_the_condition_to_levels_up_to_condition_noise_max():
+    import train
+    diffusion = Diffusion.from_params(UPSAMPLER)
+    condition = tf.random.stateless_normal([64, 20, 1], [6, 6])
+    batches = tf.data.Dataset.from_tensors({"audio": tf.zeros([64, 20, 1]),
+                                            "condition": condition})
+    for maximum in (0.0, 0.2):
+        batch = next(iter(train.with_training_noise(batches, diffusion, 3, 0,
+                                                    condition_noise_max=maximum)))
+        levels = batch["condition_level"].numpy()
+        assert levels.min() >= 0 and levels.max() <= maximum
+        if maximum == 0:
+            np.testing.assert_array_equal(batch["condition"], condition)
+        else:
+            assert levels.max() > 0.15 and levels.min() < 0.05  # spread over the range
+            moved = np.abs(batch["condition"] - condition).mean(axis=(1, 2))
+            assert np.corrcoef(levels, moved)[0, 1] > 0.8  # noisier at higher levels
+
+
+def test_an_upsampler_sets_each_files_gain_on_the_band_it_is_conditioned_on(tmp_path):
+    # A loud partial above 1225 Hz and a quieter one below: the gain set on the low band makes
+    # the low band reach the target level, not the whole clip (2.2 times as loud).
+    from conftest import tone, write_audio
+    write_audio(str(tmp_path / "data" / "a.wav"), tone(2, 22050, 300.0, 0.05)
+                + tone(2, 22050, 2500.0, 0.1), 22050, subtype="FLOAT")
+    params = params_lib.preset("tiny", upsample_from=2450, gain_rate=2450, val_fraction=0.0,
+                               batch_size=4)
+    clip_cache = pipeline.prepare(params, str(tmp_path / "data"), str(tmp_path / "cache"))
+    pairs = next(iter(pipeline.train_dataset(clip_cache, params)))
+    assert np.sqrt(np.mean(pairs["condition"] ** 2)) == pytest.approx(0.1, rel=0.1)
+    assert np.sqrt(np.mean(pairs["audio"] ** 2)) == pytest.approx(0.224, rel=0.1)
+
+
+def test_cascade_length_rate_and_seeded_reproducibility(cascade_dir, tmp_path):
+    cascade = generation.Cascade.load(str(cascade_dir))
+    assert cascade.lengths(7351) == [2451, 7351]
+    assert cascade.sample_rate == 7350
+    first = cascade.generate(2, 7351, seed=5).numpy()
+    again = cascade.generate(1, 7351, seed=5, first_example=1).numpy()
+    other = cascade.generate(1, 7351, seed=6).numpy()
+    assert first.shape == (2, 7351, 1) and np.isfinite(first).all()
+    np.testing.assert_allclose(again[0], first[1], atol=1e-5)  # not the batch: the seed
+    assert np.abs(other[0] - first[0]).max() > 1e-3
+    # Stage by stage: the sketch's own streams, then the upsampler conditioned on its audio.
+    sketch = cascade.stages[0].generate(2, 2451, seed=5)
+    upsampled = cascade.stages[1].generate(2, 7351, seed=5, below=sketch, stage=1)
+    np.testing.assert_allclose(upsampled, first, atol=1e-5)
+    unconditioned = cascade.stages[1].generate(2, 7351, seed=5, below=0 * sketch, stage=1)
+    assert np.abs(unconditioned - first).max() > 1e-3
+
+
+def test_generate_writes_a_cascade_at_its_top_rate_the_same_for_the_same_seed(cascade_dir,
+                                                                             tmp_path):
+    outputs = []
+    for name in ("a", "b"):
+        result = command("generate.py", f"--model_dir={cascade_dir}", "--seconds=0.5",
+                         "--num_samples=2", f"--output_dir={tmp_path / name}")
+        assert result.returncode == 0, result.stderr
+        assert "stage 2/2" in result.stderr
+        outputs.append([soundfile.read(tmp_path / name / f"fast_seed0_00{i}.wav")
+                        for i in range(2)])
+    for (audio, rate), (again, _) in zip(*outputs):
+        assert rate == 7350 and len(audio) == 3675
+        np.testing.assert_array_equal(audio, again)
+    result = command("generate.py", f"--model_dir={cascade_dir}", "--seconds=0.5",
+                     "--output_rate=22050", f"--output_dir={tmp_path / 'c'}")
+    assert result.returncode == 0, result.stderr
+    assert soundfile.info(str(tmp_path / "c" / "fast_seed0_000.wav")).samplerate == 22050
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda stages: stages.reverse(), "the first stage is an upsampler"),
+    (lambda stages: stages.__setitem__(1, "sketch"), "generates from noise, but the stage"),
+])
+def test_stages_that_do_not_chain_are_refused_naming_the_stage(cascade_dir, tmp_path, change,
+                                                                expected):
+    folder = tmp_path / "cascade"
+    shutil.copytree(cascade_dir, folder)
+    stages = ["sketch", "upsampler"]
+    change(stages)
+    (folder / "cascade.json").write_text(json.dumps({"stages": stages}))
+    result = command("generate.py", f"--model_dir={folder}", f"--output_dir={tmp_path / 'o'}")
+    assert result.returncode == 1
+    assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_upsampler_of_another_gain_band_is_refused(cascade_dir, tmp_path):
+    folder = tmp_path / "cascade"
+    shutil.copytree(cascade_dir, folder)
+    saved = json.loads((folder / "upsampler" / "params.json").read_text())
+    (folder / "upsampler" / "params.json").write_text(json.dumps({**saved, "gain_rate": 7350}))
+    result = command("generate.py", f"--model_dir={folder}", f"--output_dir={tmp_path / 'o'}")
+    assert result.returncode == 1 and "--gain_rate=2450" in result.stderr
+
+
+def test_cascade_features_not_built_yet_are_refused_in_one_line(cascade_dir, tmp_path):
+    result = command("generate.py", f"--model_dir={cascade_dir}", "--init_audio=x.wav",
+                     f"--output_dir={tmp_path / 'o'}")
+    assert result.returncode == 1
+    assert "does not work on a cascade yet" in result.stderr and "Traceback" not in result.stderr
