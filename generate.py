@@ -157,28 +157,29 @@ def make_plan(params, model_dir):
                                 FLAGS.variance, FLAGS.eta, model_dir)
 
 
-def load_params():
-    """(params of --model_dir's model or its cascade's first stage, its top stage's rate)."""
+def load_stages():
+    """[(params, model dir)] of --model_dir's model, or of its cascade's stages, lowest first."""
     if not generation.is_cascade(FLAGS.model_dir):
-        params = checkpoints.load_params(FLAGS.model_dir)
-        return params, params.sample_rate
-    for name in ("init_audio", "prompt_audio", "checkpoint"):
-        if FLAGS[name].value is not None:
-            raise UserError(f"--{name} does not work on a cascade yet (--model_dir="
-                            f"{FLAGS.model_dir}); give one of its stages' folders, or leave it "
-                            "out")
-    dirs = generation.stage_dirs(FLAGS.model_dir)
-    return checkpoints.load_params(dirs[0]), checkpoints.load_params(dirs[-1]).sample_rate
+        return [(checkpoints.load_params(FLAGS.model_dir), FLAGS.model_dir)]
+    if FLAGS.checkpoint is not None:
+        raise UserError(f"--checkpoint picks one model's checkpoint; --model_dir="
+                        f"{FLAGS.model_dir} is a cascade, whose stages each generate from their "
+                        "latest (give a stage's folder to use another of its checkpoints)")
+    stages = [(checkpoints.load_params(folder), folder)
+              for folder in generation.stage_dirs(FLAGS.model_dir)]
+    generation.check_chain([params for params, _ in stages],
+                           [os.path.relpath(folder) for _, folder in stages])
+    return stages
 
 
-def load_model(dilated_conv, plan):
-    """--model_dir's Stage with `plan`, or its Cascade with each stage's plan of the sampler."""
-    options = dict(plan=make_plan if plan is None else plan, window=FLAGS.window, jit=FLAGS.jit)
-    if generation.is_cascade(FLAGS.model_dir):
-        return generation.Cascade.load(FLAGS.model_dir, None, not FLAGS.no_ema, dilated_conv,
-                                       **options)
-    return generation.Stage.load(FLAGS.model_dir, FLAGS.checkpoint, not FLAGS.no_ema,
-                                 dilated_conv, **options)
+def load_model(stages, plans, dilated_conv):
+    """The Stage, or the Cascade of Stages, of `stages` (load_stages) with their `plans`."""
+    loaded = [generation.Stage.load(folder, FLAGS.checkpoint, not FLAGS.no_ema, dilated_conv,
+                                    plan=plan, window=FLAGS.window, jit=FLAGS.jit)
+              for (_, folder), plan in zip(stages, plans)]
+    if not generation.is_cascade(FLAGS.model_dir):
+        return loaded[0]
+    return generation.Cascade(loaded, [os.path.relpath(folder) for _, folder in stages])
 
 
 def clip_lengths(model_rate, output_rate):
@@ -267,6 +268,22 @@ def check_output_dir(path):
                         "choose another --output_dir")
 
 
+def stage_options(params, plan, output_rate, model_samples=None):
+    """One stage's Stage.generate options for the flags (its plan; a variation's end of it and
+    start, or the known audio of a continuation, at its rate), its length in samples and the
+    file's (None for a stage below the top, whose length `model_samples` is given)."""
+    if FLAGS.init_audio is not None:
+        plan, start, model_samples, output_samples = variation_start(params, plan, output_rate)
+        return {"plan": plan, "start": start}, model_samples, output_samples
+    if FLAGS.prompt_audio is not None:
+        keep, model_samples, output_samples = known_audio(params, output_rate, model_samples)
+        return ({"plan": plan, "keep": keep, "resamplings": FLAGS.resamplings}, model_samples,
+                output_samples)
+    if model_samples is not None:
+        return {"plan": plan}, model_samples, None
+    return {"plan": plan}, *clip_lengths(params.sample_rate, output_rate)
+
+
 def variation_start(params, plan, output_rate):
     """--init_audio: (the end of `plan` to run, the audio to start from or None, samples at the
     model rate, samples per file)."""
@@ -293,10 +310,10 @@ def parse_inpaint(duration):
     return start, end
 
 
-def known_audio(params, output_rate):
+def known_audio(params, output_rate, model_samples=None):
     """--prompt_audio: (the `samplers.Known` the clips keep, samples at the model rate, samples
-    per file). Continuation keeps the file at the start of --seconds; --inpaint keeps all of the
-    file but the region."""
+    per file). Continuation keeps the file at the start of --seconds (or of `model_samples`, a
+    lower stage's length); --inpaint keeps all of the file but the region."""
     audio = load_audio(FLAGS.prompt_audio, params)
     rate = params.sample_rate
     if FLAGS.inpaint is not None:
@@ -305,7 +322,10 @@ def known_audio(params, output_rate):
         start, end = parse_inpaint(len(audio) / rate)
         return (samplers.known(audio, round(start * rate), round(end * rate)), len(audio),
                 file_length(len(audio), rate, output_rate))
-    model_samples, output_samples = clip_lengths(rate, output_rate)
+    if model_samples is None:
+        model_samples, output_samples = clip_lengths(rate, output_rate)
+    else:
+        output_samples = None
     if len(audio) >= model_samples:
         raise UserError(f"--prompt_audio={FLAGS.prompt_audio} is {len(audio) / rate:g} s, not "
                         f"shorter than the {model_samples / rate:g} s to generate; give a longer "
@@ -329,47 +349,51 @@ def generate():
         raise UserError("--inpaint and --resamplings apply to --prompt_audio; give the file")
     if not 0 <= FLAGS.condition_level <= 1:
         raise UserError(f"--condition_level must be in [0, 1] (got {FLAGS.condition_level})")
-    params, model_rate = load_params()
+    stages = load_stages()
+    params, top = stages[0][0], stages[-1][0]  # the first stage's labels, the top one's rate
     label = chosen_label(params)
+    model_rate = top.sample_rate
     output_rate = FLAGS.output_rate or model_rate
     if output_rate <= 0:
         raise UserError(f"--output_rate must be > 0 (got {output_rate})")
-    cascade = generation.is_cascade(FLAGS.model_dir)
-    plan, start, keep = None if cascade else make_plan(params, FLAGS.model_dir), None, None
-    if FLAGS.init_audio is not None:
-        plan, start, model_samples, output_samples = variation_start(params, plan, output_rate)
-    elif FLAGS.prompt_audio is not None:
-        keep, model_samples, output_samples = known_audio(params, output_rate)
-    else:
-        model_samples, output_samples = clip_lengths(model_rate, output_rate)
+    plans = [make_plan(stage, folder) for stage, folder in stages]
+    # The top stage sets the length; each stage below runs on its share of it, with the input
+    # audio of a variation or a continuation brought to its own rate.
+    options, model_samples, output_samples = stage_options(top, plans[-1], output_rate)
+    lengths = [model_samples]
+    for stage, _ in reversed(stages[1:]):
+        lengths.insert(0, math.ceil(lengths[0] / stage.upsample_factor))
+    options = [stage_options(stage, plan, output_rate, length)[0] for (stage, _), plan, length
+               in zip(stages[:-1], plans[:-1], lengths[:-1])] + [options]
     check_memory(model_samples, output_samples, min(FLAGS.batch_size, FLAGS.num_samples))
     check_output_dir(FLAGS.output_dir)
     if os.path.isdir(FLAGS.output_dir):
         for path in remove_stale_partial_wavs(FLAGS.output_dir):
             print(f"removed {path}, left by a generate.py that was killed", file=sys.stderr)
     dilated_conv, said = cli.dilated_conv(FLAGS, training=False)
-    model = load_model(dilated_conv, plan)
+    model = load_model(stages, [option["plan"] for option in options], dilated_conv)
     print("\n".join(filter(None, [KERNELS[1], said])), file=sys.stderr)
 
     batches = math.ceil(FLAGS.num_samples / FLAGS.batch_size)
     calls = (1 + FLAGS.corrector_steps) * (1 + FLAGS.resamplings)
     progress = Progress(f"{FLAGS.num_samples} x {output_samples / output_rate:g} s, "
-                        f"{FLAGS.sampler}", batches, [
-                            (len(stage.plan) * calls,
-                             math.ceil(length / FLAGS.window))
-                            for stage, length in zip(model.stages, model.lengths(model_samples))])
-    model.on_window = progress.advance
-    options = dict(clip_x0=FLAGS.clip_x0, corrector_steps=FLAGS.corrector_steps,
-                   corrector_snr=FLAGS.corrector_snr)
-    if cascade:
-        options["condition_levels"] = [FLAGS.condition_level] * (len(model.stages) - 1)
-    else:  # variations and continuation: one model
-        options.update(start=start, keep=keep, resamplings=FLAGS.resamplings)
+                        f"{FLAGS.sampler}", batches,
+                        [(len(stage.plan) * calls, math.ceil(length / FLAGS.window))
+                         for stage, length in zip(model.stages, lengths)])
+    for stage in model.stages:
+        stage.on_window = progress.advance
+    common = dict(clip_x0=FLAGS.clip_x0, corrector_steps=FLAGS.corrector_steps,
+                  corrector_snr=FLAGS.corrector_snr)
+    if len(stages) > 1:
+        common.update(condition_levels=[FLAGS.condition_level] * (len(stages) - 1),
+                      stage_options=options)
+    else:
+        common.update(options[0])
     started = time.perf_counter()
     for first in range(0, FLAGS.num_samples, FLAGS.batch_size):
         count = min(FLAGS.batch_size, FLAGS.num_samples - first)
         audio = model.generate(count, model_samples, FLAGS.seed, first, label, FLAGS.guidance,
-                               **options)
+                               **common)
         for offset, clip in enumerate(audio.numpy()[..., 0]):
             # Clipped after resampling, whose filter can overshoot: 16-bit WAV must stay in +-1.
             clip = np.clip(resample(clip, model_rate, output_rate)[:output_samples], -1.0, 1.0)

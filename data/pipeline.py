@@ -176,6 +176,15 @@ def _gain(parts, target_rms, band=None):
     return np.float32(min(target_rms / level if level else 0.0, 1.0 / peak if peak else 0.0))
 
 
+def _gain_band(params):
+    """`_gain`'s band for params.gain_rate: (taps, factor), or None for the model's own rate."""
+    if not params.gain_rate or params.gain_rate == params.sample_rate:
+        return None
+    factor = params.sample_rate // params.gain_rate
+    return (lowpass.design_lowpass(params.sample_rate, factor, params.lowpass_stopband_db,
+                                   params.lowpass_transition), factor)
+
+
 def _list_sources(data_dir, params):
     """Returns (source name, files found, usable sources, skipped [{path, reason}])."""
     if data_dir is None:
@@ -233,11 +242,7 @@ def _build(folder, source, files, sources, skipped, params):
                           deterministic=True).prefetch(tf.data.AUTOTUNE)
 
     clip_seconds = params.clip_samples / params.sample_rate
-    gain_band = None
-    if params.gain_rate and params.gain_rate != params.sample_rate:
-        factor = params.sample_rate // params.gain_rate
-        gain_band = (lowpass.design_lowpass(params.sample_rate, factor, params.lowpass_stopband_db,
-                                            params.lowpass_transition), factor)
+    gain_band = _gain_band(params)
     counts = {split: {"files": 0, "clips": 0, "sum": 0.0, "square_sum": 0.0}
               for split in cache.SPLITS}
     input_seconds = 0.0
@@ -469,8 +474,9 @@ def val_dataset(clip_cache, params, max_clips=VAL_CLIPS):
 
 def load_audio(path, params):
     """One file as the model hears its training data: mono, brought to input_rate, low-passed
-    and decimated to sample_rate, scaled as a training file is (to target_rms unless that would
-    clip). For audio-to-audio generation (variations).
+    and decimated to sample_rate, scaled as a training file is (to target_rms, measured on the
+    gain_rate band, unless that would clip). For audio-to-audio generation (variations,
+    continuation), at every stage of a cascade alike.
 
     Returns:
       float32 [time] at params.sample_rate.
@@ -485,4 +491,4 @@ def load_audio(path, params):
                         ".mp3 .au)") from None
     decimated = lowpass.decimate(audio, model_lowpass(params), params.decimation)
     decimated = decimated.numpy()
-    return decimated * _gain(lambda: [decimated], params.target_rms)
+    return decimated * _gain(lambda: [decimated], params.target_rms, _gain_band(params))

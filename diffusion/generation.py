@@ -165,17 +165,16 @@ def stage_dirs(model_dir):
 
 
 def check_chain(stages, names):
-    """UserError, naming the stage, unless each stage after the first upsamples the one below
-    (its upsample_from is that stage's rate, the same input rate and gain band) and labels
-    agree."""
-    first = stages[0].params
+    """UserError, naming the stage, unless each stage (its Params) after the first upsamples
+    the one below (its upsample_from is that stage's rate, the same input rate and gain band)
+    and labels agree."""
+    first = stages[0]
     if first.upsample_from:
         raise UserError(f"{names[0]}: the first stage is an upsampler (from "
                         f"{first.upsample_from} Hz); a cascade starts with a model that "
                         "generates from noise")
     band = first.gain_rate or first.sample_rate
-    for below, stage, name in zip(stages, stages[1:], names[1:]):
-        params = stage.params
+    for below, params, name in zip(stages, stages[1:], names[1:]):
         if params.upsample_from != below.sample_rate:
             what = (f"upsamples from {params.upsample_from} Hz" if params.upsample_from
                     else "generates from noise")
@@ -202,7 +201,7 @@ class Cascade:
     def __init__(self, stages, names=None):
         self.stages = list(stages)
         self.names = names or [f"stage {number}" for number in range(1, len(stages) + 1)]
-        check_chain(self.stages, self.names)
+        check_chain([stage.params for stage in self.stages], self.names)
 
     @classmethod
     def load(cls, model_dir, checkpoint=None, ema=True, dilated_conv="direct", **options):
@@ -247,17 +246,17 @@ class Cascade:
         return lengths
 
     def generate(self, count, samples, seed=0, first_example=0, label=None, guidance=1.0,
-                 condition_levels=None, on_stage=None, **options):
+                 condition_levels=None, stage_options=None, **options):
         """Like Stage.generate, through every stage: float32 [count, samples, 1] at the top
         rate. condition_levels: one per upsampler (default DEFAULT_CONDITION_LEVEL each);
-        on_stage(number) is called before each stage runs."""
+        stage_options: one dict per stage of Stage.generate's options for it alone (its
+        variation's plan and start, the known audio it keeps, each at its rate)."""
         levels = condition_levels or [DEFAULT_CONDITION_LEVEL] * (len(self.stages) - 1)
+        stage_options = stage_options or [{}] * len(self.stages)
         audio = None
         for number, (stage, length) in enumerate(zip(self.stages, self.lengths(samples))):
-            if on_stage:
-                on_stage(number)
             audio = stage.generate(count, length, seed, first_example,
                                    label if stage.labelled else None, guidance, below=audio,
                                    condition_level=levels[number - 1] if number else 0.0,
-                                   stage=number, **options)
+                                   stage=number, **{**options, **stage_options[number]})
         return audio

@@ -193,8 +193,31 @@ def test_an_upsampler_of_another_gain_band_is_refused(cascade_dir, tmp_path):
     assert result.returncode == 1 and "--gain_rate=2450" in result.stderr
 
 
-def test_cascade_features_not_built_yet_are_refused_in_one_line(cascade_dir, tmp_path):
-    result = command("generate.py", f"--model_dir={cascade_dir}", "--init_audio=x.wav",
+def test_a_cascade_varies_and_continues_audio_at_every_stage(cascade_dir, tmp_path):
+    """--init_audio: strength 0 gives the file back (at the top rate, as the top stage hears
+    it); --prompt_audio: the clip starts with the prompt, kept exactly at the top stage."""
+    from conftest import tone, write_audio
+    from data import load_audio
+    write_audio(str(tmp_path / "in.wav"), tone(1.0, 22050, 330, amplitude=0.5), 22050)
+    top = params_lib.Params.load(str(cascade_dir / "upsampler" / "params.json"))
+    heard = load_audio(str(tmp_path / "in.wav"), top)
+    result = command("generate.py", f"--model_dir={cascade_dir}", "--strength=0",
+                     f"--init_audio={tmp_path / 'in.wav'}", f"--output_dir={tmp_path / 'v'}")
+    assert result.returncode == 0, result.stderr
+    varied, rate = soundfile.read(tmp_path / "v" / "fast_seed0_000.wav", dtype="float32")
+    assert rate == 7350 and varied.shape == heard.shape
+    np.testing.assert_allclose(varied, heard, atol=2 / 32768)
+    result = command("generate.py", f"--model_dir={cascade_dir}", "--seconds=1.5",
+                     f"--prompt_audio={tmp_path / 'in.wav'}", f"--output_dir={tmp_path / 'c'}")
+    assert result.returncode == 0, result.stderr
+    continued, _ = soundfile.read(tmp_path / "c" / "fast_seed0_000.wav", dtype="float32")
+    assert len(continued) == round(1.5 * 7350)
+    np.testing.assert_allclose(continued[:len(heard)], heard, atol=2 / 32768)
+    assert np.abs(continued[len(heard):]).max() > 0
+
+
+def test_a_checkpoint_for_a_cascade_is_refused_in_one_line(cascade_dir, tmp_path):
+    result = command("generate.py", f"--model_dir={cascade_dir}", "--checkpoint=ckpt-30",
                      f"--output_dir={tmp_path / 'o'}")
     assert result.returncode == 1
-    assert "does not work on a cascade yet" in result.stderr and "Traceback" not in result.stderr
+    assert "is a cascade" in result.stderr and "Traceback" not in result.stderr
