@@ -15,6 +15,9 @@ A model trained with --labels=folders takes its label too:
     --guidance=GUIDANCE (label "" for none); an unknown label is an error.
   denoise(x_t, step, label int32 [batch]): an index into label_names(), or its length for none.
   label_names() -> string [labels].
+
+A cascade (a --model_dir with cascade.json) exports generate alone, which runs every stage
+(each its fast plan) and returns audio at the top stage's rate.
 """
 
 import os
@@ -43,42 +46,41 @@ flags.DEFINE_list("fast_schedule", [str(beta) for beta in samplers.FAST_SCHEDULE
                   flag_values=FLAGS)
 
 
-def saved_model(model, plan, label_names=()):
-    """A keras.export.ExportArchive of `model` (a DiffWave, labelled by `label_names` or not)
-    with the signatures above."""
+def saved_model(model):
+    """A keras.export.ExportArchive of `model` (a generation.Stage or Cascade of unwindowed
+    stages, labelled or not) with the signatures above."""
     archive = keras.export.ExportArchive()
-    archive.track(model)
-    seed_and_samples = [tf.TensorSpec([], tf.int64, name="seed"),
-                        tf.TensorSpec([], tf.int32, name="samples")]
+    for stage in model.stages:
+        archive.track(stage.network)
+    sketch, label_names = model.stages[0].network, model.stages[0].params.label_names
+    names = tf.constant(label_names or [""])
+    signature = [tf.TensorSpec([], tf.int64, name="seed"),
+                 tf.TensorSpec([], tf.int32, name="samples")]
     noisy = [tf.TensorSpec([None, None, 1], tf.float32, name="x_t"),
              tf.TensorSpec([None], tf.float32, name="step")]
+    denoise = lambda x_t, step: sketch({"audio": x_t, "steps": step})  # noqa: E731
+    if label_names:
+        signature += [tf.TensorSpec([], tf.string, name="label"),
+                      tf.TensorSpec([], tf.float32, name="guidance")]
+        noisy.append(tf.TensorSpec([None], tf.int32, name="label"))
+        denoise = lambda x_t, step, label: sketch(  # noqa: E731
+            {"audio": x_t, "steps": step, "labels": label})
 
-    def generate(seed, samples, denoise):
-        audio = samplers.sample(plan, denoise, [1, samples, 1], samplers.example_noise(seed, 0))
+    def generate(seed, samples, label=None, guidance=1.0):
+        index = None
+        if label is not None:
+            matches = tf.cast(tf.where(tf.equal(names, label))[:, 0], tf.int32)
+            tf.debugging.assert_equal(tf.size(matches) + tf.cast(tf.equal(label, ""), tf.int32),
+                                      1, message="unknown label; see label_names()")
+            index = tf.concat([matches, [sketch.no_label]], 0)[0]
+        audio = model.generate(1, samples, seed, 0, index, guidance)
         return tf.clip_by_value(audio[0, :, 0], -1.0, 1.0)
 
-    if not label_names:
-        archive.add_endpoint("generate", lambda seed, samples: generate(
-            seed, samples, samplers.denoiser(model)), input_signature=seed_and_samples)
-        archive.add_endpoint("denoise", lambda x_t, step: model({"audio": x_t, "steps": step}),
-                             input_signature=noisy)
-        return archive
-    names = tf.constant(label_names)
-
-    def labelled_generate(seed, samples, label, guidance):
-        matches = tf.cast(tf.where(tf.equal(names, label))[:, 0], tf.int32)
-        tf.debugging.assert_equal(tf.size(matches) + tf.cast(tf.equal(label, ""), tf.int32), 1,
-                                  message="unknown label; see label_names()")
-        index = tf.concat([matches, [model.no_label]], 0)[0]
-        return generate(seed, samples, samplers.denoiser(model, index, model.no_label, guidance))
-
-    archive.add_endpoint("generate", labelled_generate, input_signature=seed_and_samples + [
-        tf.TensorSpec([], tf.string, name="label"),
-        tf.TensorSpec([], tf.float32, name="guidance")])
-    archive.add_endpoint("denoise", lambda x_t, step, label: model(
-        {"audio": x_t, "steps": step, "labels": label}),
-        input_signature=noisy + [tf.TensorSpec([None], tf.int32, name="label")])
-    archive.add_endpoint("label_names", lambda: names, input_signature=[])
+    archive.add_endpoint("generate", generate, input_signature=signature)
+    if len(model.stages) == 1:
+        archive.add_endpoint("denoise", denoise, input_signature=noisy)
+    if label_names:
+        archive.add_endpoint("label_names", lambda: names, input_signature=[])
     return archive
 
 
@@ -88,13 +90,27 @@ def export():
     if os.path.exists(FLAGS.output):
         raise UserError(f"--output={FLAGS.output} exists; give a new folder (nothing is "
                         "overwritten)")
-    stage = generation.Stage.load(FLAGS.model_dir, FLAGS.checkpoint)
-    plan = generation.make_plan(stage.params, "fast", fast_schedule=cli.fast_schedule(FLAGS))
-    label_names = stage.params.label_names
-    saved_model(stage.network, plan, label_names).write_out(FLAGS.output, verbose=False)
-    labels = f", label_names; labels {', '.join(label_names)}" if label_names else ""
-    print(f"wrote {FLAGS.output} from {stage.checkpoint} (signatures: generate, "
-          f"denoise{labels})")
+    folders = [FLAGS.model_dir]
+    if generation.is_cascade(FLAGS.model_dir):
+        if FLAGS.checkpoint:
+            raise UserError(f"--checkpoint picks one model's checkpoint; --model_dir="
+                            f"{FLAGS.model_dir} is a cascade, exported from its stages' latest")
+        folders = generation.stage_dirs(FLAGS.model_dir)
+    stages = []
+    for folder in folders:  # no windows: the graph takes any length at once
+        loaded = generation.Stage.load(folder, FLAGS.checkpoint, window=None)
+        loaded.plan = generation.make_plan(loaded.params, "fast",
+                                           fast_schedule=cli.fast_schedule(FLAGS))
+        stages.append(loaded)
+    model = (generation.Cascade(stages, [os.path.relpath(folder) for folder in folders])
+             if len(stages) > 1 else stages[0])
+    saved_model(model).write_out(FLAGS.output, verbose=False)
+    label_names = stages[0].params.label_names
+    signatures = ["generate"] + (["denoise"] if len(stages) == 1 else [])
+    signatures += ["label_names"] if label_names else []
+    labels = f"; labels {', '.join(label_names)}" if label_names else ""
+    print(f"wrote {FLAGS.output} from {model.checkpoint} (signatures: "
+          f"{', '.join(signatures)}{labels})")
 
 
 def main(argv):

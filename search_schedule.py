@@ -80,7 +80,13 @@ def search():
         raise UserError("--model_dir is required (a trained model)")
     evaluate.check_flags(FLAGS, "reference")
     cli.require_positive(FLAGS, "steps", "num_samples", "seconds")
+    if generation.is_cascade(FLAGS.model_dir):
+        raise UserError(f"--model_dir={FLAGS.model_dir} is a cascade; search the schedule of its "
+                        "sketch: give the first folder its cascade.json lists")
     stage = generation.Stage.load(FLAGS.model_dir, window=FLAGS.window)
+    if stage.params.upsample_from:
+        raise UserError(f"--model_dir={FLAGS.model_dir} is an upsampler; search_schedule.py "
+                        "scores models that generate from noise (a cascade's sketch)")
     rate = stage.sample_rate
     reference = evaluate.folder_features(FLAGS.reference, rate)
     started = time.perf_counter()

@@ -5,7 +5,6 @@ the bench scripts call it instead of each loading, windowing, guiding and sampli
 """
 
 import json
-import math
 import os
 
 import tensorflow as tf
@@ -64,8 +63,10 @@ class Stage:
                      else plan(params, model_dir) if callable(plan) else plan)
         self.window = window
         self.on_window = None
-        # One windowed network for every call: its graphs are traced once.
-        self.windowed = windowed_network(network, window, self._window_done, jit)
+        # One windowed network for every call: its graphs are traced once. window None: the
+        # network on the whole signal (inside a graph, for any length: export.py).
+        self.windowed = (network if window is None
+                         else windowed_network(network, window, self._window_done, jit))
 
     @classmethod
     def load(cls, model_dir, checkpoint=None, ema=True, dilated_conv="direct", **options):
@@ -113,11 +114,12 @@ class Stage:
         schedule) with noise(CONDITION_NOISE, ...)."""
         condition = upsampled_condition(tf.convert_to_tensor(below, tf.float32),
                                         self.params)[:, :samples]
-        if condition.shape[1] < samples:
-            raise ValueError(f"the condition gives {condition.shape[1]} samples, not {samples}")
-        levels = tf.fill([condition.shape[0]], tf.constant(level, tf.float32))
+        shape = [condition.shape[0], samples, 1]
+        tf.debugging.assert_equal(tf.shape(condition)[1], samples,
+                                  message="the stage below gave too short a condition")
+        levels = tf.fill([shape[0]], tf.constant(level, tf.float32))
         noised = self.diffusion.noise_condition(
-            condition, levels, noise(CONDITION_NOISE, condition.shape)) if level else condition
+            condition, levels, noise(CONDITION_NOISE, shape)) if level else condition
         return {"condition": noised, "condition_level": levels}
 
     def generate(self, count, samples, seed=0, first_example=0, label=None, guidance=1.0,
@@ -242,7 +244,7 @@ class Cascade:
         """Samples each stage generates for `samples` at the top rate, lowest first."""
         lengths = [samples]
         for stage in reversed(self.stages[1:]):
-            lengths.insert(0, math.ceil(lengths[0] / stage.params.upsample_factor))
+            lengths.insert(0, -(-lengths[0] // stage.params.upsample_factor))  # a tensor too
         return lengths
 
     def generate(self, count, samples, seed=0, first_example=0, label=None, guidance=1.0,

@@ -221,3 +221,11 @@ def test_a_checkpoint_for_a_cascade_is_refused_in_one_line(cascade_dir, tmp_path
                      f"--output_dir={tmp_path / 'o'}")
     assert result.returncode == 1
     assert "is a cascade" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("stage", ["", "upsampler"])
+def test_search_schedule_takes_a_cascades_sketch_and_says_so(cascade_dir, tmp_path, stage):
+    result = command("search_schedule.py", f"--model_dir={cascade_dir / stage}",
+                     f"--reference={tmp_path}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert ("is a cascade" if not stage else "is an upsampler") in result.stderr

@@ -70,3 +70,23 @@ def test_export_refuses_an_existing_output(model_dir, tmp_path):
     result = command("export.py", f"--model_dir={model_dir}", f"--output={tmp_path}")
     assert_one_line_refusal(result, "exists; give a new folder")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_cascade_exports_one_generate_that_runs_every_stage(cascade_dir, tmp_path):
+    exported = tmp_path / "exported" / "1"
+    result = command("export.py", f"--model_dir={cascade_dir}", f"--output={exported}")
+    assert result.returncode == 0, result.stderr
+    assert "signatures: generate)" in result.stdout
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, numpy as np, tensorflow as tf\n"
+         "exported = tf.saved_model.load(sys.argv[1])\n"
+         "audio = exported.generate(seed=tf.constant(3, tf.int64), samples=tf.constant(1500))\n"
+         "np.save(sys.argv[2], audio.numpy())", str(exported), tmp_path / "a.npy"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    [(written_clip, rate)] = read_all(written(generate(cascade_dir, tmp_path / "out", "--seed=3",
+                                                       "--samples=1500")))
+    served = np.load(tmp_path / "a.npy")
+    assert rate == 7350 and served.shape == (1500,) and np.abs(served).max() > 0
+    np.testing.assert_allclose(served, written_clip, atol=2 / 32768)
