@@ -210,6 +210,10 @@ if __name__ == "__main__":
     parser.add_argument("--yardstick", help="bench/calibrate.py's --out")
     parser.add_argument("--generated", help="a folder of generated clips")
     parser.add_argument("--real", help="a folder of real clips at the model rate")
+    parser.add_argument("--rate", type=int, default=params_lib.BASE.sample_rate,
+                        help="the rate of --generated and --real")
+    parser.add_argument("--name", default="generated_vs_real.jpg",
+                        help="the file --generated and --real are drawn into")
     parser.add_argument("--variations", nargs="+", metavar="LABEL=FILE",
                         help="clips at the model rate to draw side by side (generate.py "
                         "--init_audio at several --strength, 0 the input as the model hears it)")
@@ -229,8 +233,8 @@ if __name__ == "__main__":
         distances_figure(args.recipe, args.run, args.yardstick,
                          os.path.join(here, "distances_over_training.png"))
     if args.generated:
-        spectrograms_figure(args.generated, args.real,
-                            os.path.join(here, "generated_vs_real.jpg"))
+        spectrograms_figure(args.generated, args.real, os.path.join(here, args.name),
+                            rate=args.rate)
     if args.variations:
         side_by_side_figure([item.rsplit("=", 1) for item in args.variations],
                             os.path.join(here, "variations.jpg"))
