@@ -229,3 +229,17 @@ def test_search_schedule_takes_a_cascades_sketch_and_says_so(cascade_dir, tmp_pa
                      f"--reference={tmp_path}")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert ("is a cascade" if not stage else "is an upsampler") in result.stderr
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--seconds=1000000"], "GB of memory, more than the"),  # the top rate's length counts
+    (["--label=jazz"], "unconditional model"),
+    (["--condition_level=2"], "--condition_level must be in [0, 1]"),
+])
+def test_a_cascade_refuses_what_a_model_refuses_in_one_line(cascade_dir, tmp_path, flags,
+                                                            expected):
+    from test_bad_input import assert_one_line_refusal
+    result = command("generate.py", f"--model_dir={cascade_dir}", *flags,
+                     f"--output_dir={tmp_path / 'o'}")
+    assert_one_line_refusal(result, expected)
+    assert not (tmp_path / "o").exists()
