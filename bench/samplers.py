@@ -7,7 +7,8 @@ bench/calibrate.py's protocol.
 For each sampler below, generate.py writes --clips x --seconds with the model's EMA weights (same
 seed for all) into --out/NAME, and they are scored against YARDSTICK/reference. Prints one JSON
 line per sampler (network calls per clip, generation seconds per audio second, the distances)
-and appends it to --out/samplers.jsonl.
+and appends it to --out/samplers.jsonl. A cascade's --model_dir runs the sampler at every stage
+(its network calls are summed over the stages).
 """
 
 import argparse
@@ -18,6 +19,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from calibrate import reference_features  # noqa: E402
 from recipe import generate_and_score  # noqa: E402
+from diffusion import generation  # noqa: E402
+from network import checkpoints  # noqa: E402
 
 # name -> (generate.py flags, network calls per generated clip)
 SAMPLERS = {
@@ -45,8 +48,9 @@ def main():
     unknown = sorted(set(names) - set(SAMPLERS))
     if unknown:
         sys.exit(f"error: --only: unknown samplers {unknown}; choose from {', '.join(SAMPLERS)}")
-    with open(os.path.join(args.model_dir, "params.json")) as file:
-        noise_steps = json.load(file)["noise_steps"]
+    folders = (generation.stage_dirs(args.model_dir) if generation.is_cascade(args.model_dir)
+               else [args.model_dir])
+    noise_steps = [checkpoints.load_params(folder).noise_steps for folder in folders]
     os.makedirs(args.out, exist_ok=True)
     reference = reference_features(args.yardstick)
     for name in names:
@@ -55,7 +59,7 @@ def main():
                                              args.yardstick, reference, args.clips, args.seconds,
                                              generate_flags)
         row = {"sampler": name, "flags": generate_flags, "model_dir": args.model_dir,
-               "network_calls": calls or noise_steps,
+               "network_calls": sum(calls or steps for steps in noise_steps),
                "generate_s_per_audio_s": round(seconds / (args.clips * args.seconds), 3),
                **{key: round(value, 2) for key, value in scores.items()}}
         print(json.dumps(row), flush=True)
