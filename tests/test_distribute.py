@@ -96,6 +96,22 @@ def test_two_logical_cpus_train_like_one_device(workspace, labelled_model_dir):
                                    err_msg=name)
 
 
+def test_two_logical_cpus_train_an_upsampler_like_one_device(workspace):
+    """The condition and its augmentation noise are drawn before the batch is split."""
+    flags = ["--max_steps=4", "--checkpoint_every=4", "--learning_rate=0.01",
+             "--upsample_from=2450", "--condition_noise_max=0.2"]
+    one = command("train.py", *tiny_flags(workspace, workspace / "up_one", *flags))
+    two = on_logical_cpus(workspace, 2, "--strategy=mirrored",
+                          *tiny_flags(workspace, workspace / "up_two", *flags))
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    np.testing.assert_allclose(losses(two.stdout), losses(one.stdout), atol=2e-4)
+    single, mirrored = weights(workspace / "up_one", 4), weights(workspace / "up_two", 4)
+    for name in single:
+        np.testing.assert_allclose(mirrored[name], single[name], atol=2e-5, rtol=1e-3,
+                                   err_msg=name)
+
+
 def test_xla_training_takes_the_same_steps(workspace):
     flags = ["--max_steps=4", "--checkpoint_every=4"]
     plain = command("train.py", *tiny_flags(workspace, workspace / "plain", *flags))
