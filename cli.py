@@ -168,6 +168,33 @@ def require_positive(flag_values, *names):
 
 # --- running a command -------------------------------------------------------------------
 
+LOG_FORMATS = ("plain", "absl")
+
+
+class PlainFormatter(logging.Formatter):
+    """Log records as the commands' own lines read: the message alone, "warning: " or
+    "error: " before it where that applies."""
+
+    def format(self, record):
+        message = super().format(record)
+        if record.levelno >= logging.ERROR:
+            return f"error: {message}"
+        return f"warning: {message}" if record.levelno >= logging.WARNING else message
+
+
+def define_log_format(flag_values):
+    """--log_format, which every command takes (cli.main defines it where it is missing)."""
+    flags.DEFINE_enum("log_format", "plain", LOG_FORMATS, "How log lines look: plain (the "
+                      "message, with warning: or error: where that applies) or absl (its "
+                      "prefix of level, time, thread and source line, for debugging).",
+                      flag_values=flag_values)
+
+
+def set_log_format(name):
+    """The format of the lines logged through absl (ours and TensorFlow's Python side)."""
+    handler = absl_logging.get_absl_handler()
+    handler.setFormatter(PlainFormatter() if name == "plain" else absl_logging.PythonFormatter())
+
 def help_text(asked, flag_values, doc=""):
     """What a help flag prints: --helpshort one line per flag of the command, the others the
     command's `doc` and its flags' descriptions."""
@@ -203,13 +230,17 @@ def main(command, flag_values, argv, interrupted):
     process `python PROGRAM FLAGS...` would, and returns its exit status: a UserError ends it
     with one line "error: ..." on stderr and 1, Ctrl-C with the line `interrupted` (what was
     kept, how to go on); never a traceback."""
-    # absl's logging as absl.app.run sets it up: its handler and format on stderr, INFO shown.
+    # absl's logging as absl.app.run sets it up: its handler on stderr, INFO shown; its lines
+    # plain unless --log_format=absl asks for absl's prefixes.
     absl_logging.use_absl_handler()
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()
         flags.FLAGS.verbosity = 0
+    if "log_format" not in flag_values:
+        define_log_format(flag_values)
     try:
         parse_flags(argv, flag_values, sys.modules[command.__module__].__doc__ or "")
+        set_log_format(flag_values.log_format)
         try:
             command()
         except params_lib.UserError as error:

@@ -26,7 +26,39 @@ def test_inspect_prints_one_json_object_and_names_skipped_files(tmp_path):
     [skipped] = report["files_skipped"]
     assert skipped["path"].endswith("jazz.00054.wav") and skipped["reason"]
     warnings = [line for line in result.stderr.splitlines() if "jazz.00054.wav" in line]
-    assert len(warnings) == 1
+    assert len(warnings) == 1 and warnings[0].startswith("warning: skipping ")
+
+
+ABSL_PREFIX = re.compile(r"^[DIWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ", re.MULTILINE)
+
+
+def test_commands_print_plain_lines_and_absl_prefixes_only_when_asked(model_dir, tmp_path):
+    """One kind of line on the terminal: information plain, warnings and errors prefixed;
+    absl's own format with --log_format=absl."""
+    write_audio(str(tmp_path / "music" / "a.wav"), tone(1, 22050), 22050)
+    (tmp_path / "music" / "broken.wav").write_bytes(b"\x00" * 100)
+    runs = {
+        "train": ("train.py", "--preset=tiny", "--synthetic_tones=32", "--residual_layers=2",
+                  "--max_steps=2", "--checkpoint_every=2", f"--model_dir={tmp_path / 'm'}",
+                  f"--cache_dir={tmp_path / 'cache'}"),
+        "inspect": ("-m", "data.inspect", f"--data_dir={tmp_path / 'music'}", "--preset=tiny",
+                    f"--cache_dir={tmp_path / 'cache'}"),
+        "generate": ("generate.py", f"--model_dir={model_dir}", "--seconds=0.1",
+                     f"--output_dir={tmp_path / 'out'}"),
+    }
+    for name, args in runs.items():
+        result = command(*args)
+        assert result.returncode == 0, result.stderr
+        output = result.stdout + result.stderr
+        assert not ABSL_PREFIX.search(output), (name, output)
+        if name == "train":
+            assert re.search(r"^saved \S+ckpt-2$", output, re.MULTILINE), output
+        if name == "inspect":
+            assert re.search(r"^warning: skipping \S+broken.wav", output, re.MULTILINE), output
+    result = command(*runs["train"][:-2], f"--model_dir={tmp_path / 'm2'}",
+                     f"--cache_dir={tmp_path / 'cache'}", "--log_format=absl")
+    assert result.returncode == 0, result.stderr
+    assert ABSL_PREFIX.search(result.stdout + result.stderr)
 
 
 def test_inspect_without_data_dir_uses_built_in_tones(tmp_path):
