@@ -243,3 +243,34 @@ def test_a_cascade_refuses_what_a_model_refuses_in_one_line(cascade_dir, tmp_pat
                      f"--output_dir={tmp_path / 'o'}")
     assert_one_line_refusal(result, expected)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_labelled_sketch_takes_the_label_through_an_unlabelled_upsampler_to_22050(
+        labelled_model_dir, tmp_path_factory, worker_id, clips, tmp_path):
+    """A cascade 7350 -> 22050 Hz on the labelled tones' model: --label and --guidance go to
+    the sketch, and the upsampler (trained without labels, its gain on the sketch's band)
+    carries each label's clip to the top rate."""
+    from conftest import _session_folder, _trained_once
+    upsampler = _trained_once(tmp_path_factory, worker_id, "upsampler_22050", [
+        "--preset=tiny", "--synthetic_tones=32", "--residual_layers=3", "--decimation=1",
+        "--upsample_from=7350", "--max_steps=20", "--checkpoint_every=20",
+        f"--cache_dir={clips}"])
+    folder = tmp_path / "cascade"
+    folder.mkdir()
+    (folder / "cascade.json").write_text(json.dumps({"stages": [
+        str(labelled_model_dir), str(upsampler)]}))
+    files = {}
+    for label in ("low", "high"):
+        result = command("generate.py", f"--model_dir={folder}", f"--label={label}",
+                         "--guidance=2", "--seconds=0.3", f"--output_dir={tmp_path / label}")
+        assert result.returncode == 0, result.stderr
+        files[label], rate = soundfile.read(tmp_path / label / f"{label}_fast_seed0_000.wav",
+                                            dtype="float32")
+        assert rate == 22050 and len(files[label]) == round(0.3 * 22050)
+    assert np.abs(files["low"] - files["high"]).max() > 1e-3
+    cascade = generation.Cascade.load(str(folder))
+    sketch, upsampler = cascade.stages
+    for index, label in enumerate(("high", "low")):  # label_names' order
+        below = sketch.generate(1, 2205, label=index, guidance=2.0)
+        again = upsampler.generate(1, len(files[label]), below=below, stage=1).numpy()
+        np.testing.assert_allclose(np.clip(again[0, :, 0], -1, 1), files[label], atol=2 / 32768)
