@@ -5,8 +5,16 @@ before they import it. Neither kind wins everywhere: on an AVX2-only EPYC oneDNN
 faster and generates 1.5x slower than the stock kernels (bench/README.md). `choose` therefore
 times both on a slice of the `base` network the first time a job runs on a CPU, each in a
 fresh process, and remembers the winner in the cache folder (kernels.json, keyed by CPU,
-TensorFlow version, job and precision). `--kernels=onednn|stock` or TF_ENABLE_ONEDNN_OPTS
-overrides the measurement.
+TensorFlow version, probe version, job and precision). `--kernels=onednn|stock` or
+TF_ENABLE_ONEDNN_OPTS overrides the measurement.
+
+One probe of each kind decides nothing on a busy machine (measured: with one spinning process
+per core beside it, a first run chose the kind that was 25 % slower alone). So the probes of the
+two kinds are interleaved, round after round, until one kind is clearly faster or ROUNDS are
+spent; each probe also measures how much of the machine other processes took meanwhile. An
+entry measured under load, or too close to call, is marked unsure and measured again on the
+next runs (at most MEASUREMENTS times in all; a quiet measurement replaces one under load),
+and a close call goes to the kind whose slowest step was faster (the better worst case).
 
 This module must not import TensorFlow: the probe (`python -m network.kernels JOB PRECISION`)
 imports it in its own process.
@@ -30,8 +38,13 @@ PROBE_TIMEOUT_S = 600
 # The CPU features that decide which kernels TensorFlow runs and how fast.
 SPEED_FLAGS = {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
                "amx_bf16"}
-# Within this ratio the stock kernels do not win: a noisy measurement keeps oneDNN.
-TIE = 1.03
+PROBE_VERSION = 2  # part of every cache key: what another probe measured is not reused
+ROUNDS = 3  # interleaved rounds (a process of each kind) at most per measurement
+# A kind wins clearly when its median step is this much faster and its slowest step is faster
+# than the other kind's median.
+CLEAR = 1.05
+BUSY_SHARE = 0.25  # other processes took more of the machine than this: measured under load
+MEASUREMENTS = 3  # an unsure entry is measured again on later runs until it has this many
 
 
 def _argv_value(argv, name, default):
@@ -77,25 +90,73 @@ def _tensorflow_version():
 def cache_key(job, precision):
     cpu = cpu_info()
     speed_flags = " ".join(sorted(cpu["flags"] & SPEED_FLAGS))
-    return " | ".join([cpu["model"], cpu["generation"], speed_flags, _tensorflow_version(), job,
-                       precision])
+    return " | ".join([cpu["model"], cpu["generation"], speed_flags, _tensorflow_version(),
+                       f"probe {PROBE_VERSION}", job, precision])
 
 
-def measure(job, precision):
-    """{"onednn": s, "stock": s}: seconds of one probe step of `job` with each kind of kernel,
-    each timed in its own process (TensorFlow fixes its kernels when it loads)."""
-    seconds = {}
-    for kind, setting in (("onednn", "1"), ("stock", "0")):
-        env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=setting, TF_CPP_MIN_LOG_LEVEL="3")
-        try:
-            done = subprocess.run([sys.executable, "-m", "network.kernels", job, precision],
-                                  cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                  env=env, capture_output=True, text=True,
-                                  timeout=PROBE_TIMEOUT_S)
-            seconds[kind] = float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
-        except (subprocess.SubprocessError, OSError, ValueError, IndexError, KeyError):
-            seconds[kind] = float("inf")  # a kind that cannot run the job loses
-    return seconds
+def _probe_process(kind, job, precision):
+    """The probe in a fresh process with `kind`'s kernels: {"times": [s], "others": share of
+    the machine other processes took}, or None when it cannot run the job."""
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1" if kind == "onednn" else "0",
+               TF_CPP_MIN_LOG_LEVEL="3")
+    try:
+        done = subprocess.run([sys.executable, "-m", "network.kernels", job, precision],
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              env=env, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        return {"times": [float(value) for value in result["times"]],
+                "others": float(result["others"])}
+    except (subprocess.SubprocessError, OSError, ValueError, IndexError, KeyError, TypeError):
+        return None
+
+
+def decide(times):
+    """(kind, clear) from {"onednn": [s], "stock": [s]}: the kind whose median step is CLEAR
+    times faster and whose slowest step beats the other's median, clear; else the kind with
+    the faster slowest step (oneDNN when equal), not clear."""
+    if not times["stock"] or min(times["stock"]) == float("inf"):
+        return "onednn", bool(times["onednn"]) and min(times["onednn"]) < float("inf")
+    if not times["onednn"] or min(times["onednn"]) == float("inf"):
+        return "stock", True
+    medians = {kind: statistics.median(values) for kind, values in times.items()}
+    for kind, other in (("onednn", "stock"), ("stock", "onednn")):
+        if (medians[kind] * CLEAR < medians[other]
+                and max(times[kind]) < medians[other]):
+            return kind, True
+    return ("stock" if max(times["stock"]) < max(times["onednn"]) else "onednn"), False
+
+
+def measure(job, precision, rounds=ROUNDS):
+    """{"onednn": [s], "stock": [s], "busy": bool}: step times of `job` with each kind of
+    kernel, the kinds' probes interleaved (each in its own process: TensorFlow fixes its kernels
+    when it loads) for up to `rounds` rounds, fewer once `decide` calls it clearly; busy when
+    other processes took more than BUSY_SHARE of the machine during a probe. A kind that cannot
+    run the job gets [inf]."""
+    times, busy = {"onednn": [], "stock": []}, False
+    for number in range(rounds):
+        for kind in times:
+            result = _probe_process(kind, job, precision)
+            times[kind] += result["times"] if result else [float("inf")]
+            busy = busy or bool(result and result["others"] > BUSY_SHARE)
+        if number >= 1 and decide(times)[1] and not busy:
+            break
+    return {**times, "busy": busy}
+
+
+def merge(entry, measured):
+    """An entry of kernels.json after a new measurement: a quiet measurement replaces one taken
+    under load, alike ones pool their times. {"onednn", "stock", "busy", "measurements",
+    "choice", "sure"}."""
+    if entry is None or (entry["busy"] and not measured["busy"]):
+        times, busy = {kind: measured[kind] for kind in ("onednn", "stock")}, measured["busy"]
+    elif measured["busy"] and not entry["busy"]:
+        times, busy = {kind: entry[kind] for kind in ("onednn", "stock")}, False
+    else:
+        times = {kind: entry[kind] + measured[kind] for kind in ("onednn", "stock")}
+        busy = measured["busy"]
+    choice, clear = decide(times)
+    return {**times, "busy": busy, "choice": choice, "sure": clear and not busy,
+            "measurements": (entry["measurements"] if entry else 0) + 1}
 
 
 def _read(path):
@@ -147,28 +208,35 @@ def choose(job, argv=None, cache_dir=None):
         return "default", ""
     path = os.path.join(cache_dir or default_cache_dir(), "kernels.json")
     key = cache_key(job, precision)
-    seconds = _read(path).get(key)
+    entry = _read(path).get(key)
     when = "remembered in"
-    if seconds is None:
+    if entry is None or (not entry["sure"] and entry["measurements"] < MEASUREMENTS):
         # Silent: a mistake in the command line must still give one line.
-        seconds, when = measure(job, precision), "just now; remembered in"
-        if min(seconds.values()) == float("inf"):  # not remembered: try again next time
+        measured = measure(job, precision)
+        if min(measured["onednn"] + measured["stock"]) == float("inf"):  # try again next time
             return "default", (f"kernels: TensorFlow's default (neither kind ran the {job} "
                                f"probe; `python -m network.kernels {job} {precision}` shows "
                                "why)")
-        _write(path, {**_read(path), key: seconds})
-    onednn, stock = seconds["onednn"], seconds["stock"]
-    kernels = "stock" if stock * TIE < onednn else "onednn"
+        entry, when = merge(entry, measured), "just now; remembered in"
+        _write(path, {**_read(path), key: entry})
+    kernels = entry["choice"]
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if kernels == "onednn" else "0"
+    onednn, stock = (statistics.median(entry[kind]) for kind in ("onednn", "stock"))
+    doubt = ""
+    if not entry["sure"]:
+        doubt = (", under load" if entry["busy"] else ", too close to call") + (
+            "; measured again next run" if entry["measurements"] < MEASUREMENTS
+            else f"; the better worst case after {entry['measurements']} measurements")
     return kernels, (f"kernels: {kernels} (measured for {job} on this CPU: oneDNN "
-                     f"{onednn * 1000:.0f} ms, stock {stock * 1000:.0f} ms a probe step, "
+                     f"{onednn * 1000:.0f} ms, stock {stock * 1000:.0f} ms a probe step{doubt}, "
                      f"{when} {path}; --kernels overrides)")
 
 
 def probe(job, precision, repeats=5):
-    """Median seconds of one step of `job` on a slice of `base`: one dilation cycle of its
-    layers (every per-layer shape of the full network), generation on 1 x 7350 samples (one
-    second), training (forward, backward) on 2 x 8000, in this process's kernels."""
+    """(seconds of each of `repeats` steps of `job` on a slice of `base`, the share of the
+    machine other processes took meanwhile): one dilation cycle of its layers (every per-layer
+    shape of the full network), generation on 1 x 7350 samples (one second), training
+    (forward, backward) on 2 x 8000, in this process's kernels."""
     import keras
     import tensorflow as tf
 
@@ -193,13 +261,31 @@ def probe(job, precision, repeats=5):
         return tf.add_n([tf.reduce_sum(g) for g in gradients if g is not None])
 
     step(audio, steps).numpy()  # traces; oneDNN picks its kernels
-    times = []
+    times, before, started = [], _machine_busy_seconds(), time.perf_counter()
+    own = sum(os.times()[:2])
     for _ in range(repeats):
         start = time.perf_counter()
         step(audio, steps).numpy()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    wall, after = time.perf_counter() - started, _machine_busy_seconds()
+    others = 0.0
+    if before is not None and after is not None:
+        cores = len(os.sched_getaffinity(0))
+        others = max(0.0, (after - before) - (sum(os.times()[:2]) - own)) / (wall * cores)
+    return times, others
+
+
+def _machine_busy_seconds():
+    """CPU seconds every process of the machine has run, from /proc/stat (None without it)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
-    print(json.dumps({"seconds": probe(sys.argv[1], sys.argv[2])}))
+    step_times, others = probe(sys.argv[1], sys.argv[2])
+    print(json.dumps({"times": step_times, "others": others}))

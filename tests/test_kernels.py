@@ -74,8 +74,9 @@ def test_the_automatic_kernel_choice_computes_what_each_kind_computes(job, tmp_p
 @pytest.fixture
 def choose(monkeypatch, tmp_path):
     """kernels.choose in a fresh process's environment (no TF_ENABLE_ONEDNN_OPTS unless
-    `env` gives it), remembering in tmp_path; `choose.measured(seconds)` replaces the
-    measurement by a record of its calls that returns `seconds`."""
+    `env` gives it), remembering in tmp_path; `choose.measured(seconds, busy)` replaces the
+    measurement by a record of its calls that returns three steps of each kind at `seconds`
+    ({kind: s}), `busy` or not."""
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "")  # restored afterwards, whatever it was
     calls = []
 
@@ -85,9 +86,10 @@ def choose(monkeypatch, tmp_path):
             monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", env)
         return kernels.choose(job, argv, tmp_path)
 
-    def measured(seconds):
-        monkeypatch.setattr(kernels, "measure",
-                            lambda job, precision: calls.append((job, precision)) or seconds)
+    def measured(seconds, busy=False):
+        monkeypatch.setattr(kernels, "measure", lambda job, precision: calls.append(
+            (job, precision)) or {**{kind: [value] * 3 for kind, value in seconds.items()},
+                                  "busy": busy})
         return calls
     run.measured = measured
     return run
@@ -112,14 +114,73 @@ def test_the_faster_kind_is_chosen_once_and_remembered_per_job_and_precision(cho
     assert len(table) == 2 and all(kernels.cpu_info()["model"] in key for key in table)
 
 
-def test_a_tie_keeps_onednn_and_a_failed_measurement_is_not_remembered(choose):
-    choose.measured({"onednn": 1.02, "stock": 1.0})
-    assert choose("train", [])[0] == "onednn"
+def test_a_close_call_takes_the_better_worst_case_and_a_failed_measurement_is_not_kept():
+    assert kernels.decide({"onednn": [1.0, 1.01, 1.02], "stock": [0.6, 0.62, 0.61]}) == (
+        "stock", True)
+    # Stock's median is lower, but its slowest step is the slowest of all: not clear, oneDNN.
+    assert kernels.decide({"onednn": [1.0, 1.01, 1.02], "stock": [0.8, 0.81, 1.3]}) == (
+        "onednn", False)
+    assert kernels.decide({"onednn": [1.02, 1.02], "stock": [1.0, 1.01]}) == ("stock", False)
+    assert kernels.decide({"onednn": [float("inf")], "stock": [2.0]}) == ("stock", True)
+
+
+def test_a_failed_measurement_is_not_remembered(choose):
     calls = choose.measured({"onednn": float("inf"), "stock": float("inf")})
     kind, line = choose("generate", [])
     assert kind == "default" and "neither kind ran" in line
     choose("generate", [])
-    assert len(calls) == 3  # the train measurement, then generate's twice
+    assert len(calls) == 2
+
+
+def test_a_measurement_under_load_is_unsure_and_measured_again_until_a_quiet_one(choose,
+                                                                              tmp_path):
+    calls = choose.measured({"onednn": 0.9, "stock": 0.6}, busy=True)
+    kind, line = choose("train", [])
+    assert kind == "stock" and "under load; measured again next run" in line
+    calls = choose.measured({"onednn": 0.5, "stock": 0.6})  # quiet now: oneDNN is faster
+    kind, line = choose("train", [])
+    assert kind == "onednn" and "under load" not in line and len(calls) == 2
+    [entry] = json.loads((tmp_path / "kernels.json").read_text()).values()
+    assert entry["sure"] and entry["onednn"] == [0.5] * 3  # the busy times were dropped
+    choose("train", [])
+    assert len(calls) == 2  # sure: never measured again
+
+
+def test_an_unsure_entry_is_settled_after_a_few_measurements(choose):
+    calls = choose.measured({"onednn": 1.0, "stock": 1.01}, busy=False)  # a tie
+    for _ in range(kernels.MEASUREMENTS + 2):
+        kind, line = choose("generate", [])
+    assert kind == "onednn" and len(calls) == kernels.MEASUREMENTS
+    assert f"better worst case after {kernels.MEASUREMENTS} measurements" in line
+
+
+def test_an_entry_of_another_probe_version_cpu_or_tensorflow_is_ignored(choose, tmp_path,
+                                                                       monkeypatch):
+    calls = choose.measured({"onednn": 0.9, "stock": 0.6})
+    choose("generate", [])
+    for change in (lambda: monkeypatch.setattr(kernels, "PROBE_VERSION", 99),
+                   lambda: monkeypatch.setattr(kernels, "_tensorflow_version", lambda: "9.9"),
+                   lambda: monkeypatch.setattr(kernels, "cpu_info", lambda: {
+                       "model": "Other CPU", "generation": "family 1 model 1",
+                       "flags": {"avx2"}})):
+        count = len(calls)
+        change()
+        choose("generate", [])
+        assert len(calls) == count + 1  # measured anew: nothing of the others is reused
+    assert len(json.loads((tmp_path / "kernels.json").read_text())) == 4
+
+
+def test_a_probe_beside_one_spinning_process_per_core_knows_it_was_under_load():
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(len(os.sched_getaffinity(0)))]
+    try:
+        loaded = kernels._probe_process("stock", "generate", "float32")
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    assert loaded["others"] > kernels.BUSY_SHARE
+    assert len(loaded["times"]) == 5 and min(loaded["times"]) > 0
 
 
 def test_the_flag_and_the_environment_override_the_measurement(choose, tmp_path):
