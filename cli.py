@@ -100,7 +100,7 @@ def define_data_flags(flag_values):
 
 def define_runtime_flags(flag_values, distribute):
     """Thread, precision, kernel and XLA flags; `--strategy` too when `distribute`."""
-    from network.diffwave import DILATED_CONVS
+    from network.conv_kernels import DILATED_CONVS
     from network.runtime import STRATEGIES
     flags.DEFINE_enum("precision", "float32", PRECISIONS,
                       "Compute dtype of the network: float32, or Keras mixed precision "
@@ -144,7 +144,7 @@ def configure_runtime(flag_values):
 def dilated_conv(flag_values, training):
     """How the dilated convolutions run, from --dilated_conv and --jit: (dilated_conv, a line
     saying which and why, for the command to print once its input has been checked)."""
-    from network.diffwave import resolve_dilated_conv
+    from network.conv_kernels import resolve_dilated_conv
     choice, reason = resolve_dilated_conv(flag_values.dilated_conv, training, flag_values.jit)
     return choice, f"dilated convolutions: {choice} ({reason}; --dilated_conv overrides)"
 

@@ -28,7 +28,8 @@ import numpy as np  # noqa: E402
 
 import evaluate  # noqa: E402
 from diffusion import generation, samplers  # noqa: E402
-from params import UserError, write_json  # noqa: E402
+from params import UserError  # noqa: E402
+from util import write_json  # noqa: E402
 
 METRICS = ("frechet_mel", "frechet_mfcc", "kid")
 FIRST_BETAS = (1e-4, 3e-4, 1e-3, 3e-3)

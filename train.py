@@ -35,6 +35,7 @@ from tensorboard.plugins.hparams import api as hparams_api  # noqa: E402
 
 import data  # noqa: E402
 import params as params_lib  # noqa: E402
+import util  # noqa: E402
 from data.audio_files import find_audio_files  # noqa: E402
 from diffusion import SNR_REFUSE, SNR_WARN, Diffusion, samplers  # noqa: E402
 from network import DiffWave, checkpoints, runtime  # noqa: E402
@@ -555,7 +556,7 @@ def train():
     params.save(os.path.join(model_dir, "params.json"))
     if params.label_names:
         counts = clip_cache.manifest["label_clips"]
-        params_lib.write_json(os.path.join(model_dir, "labels.json"), counts)
+        util.write_json(os.path.join(model_dir, "labels.json"), counts)
         print("labels: " + ", ".join(f"{name} ({counts.get(name, 0)} clips)"
                                      for name in params.label_names), flush=True)
     dilated_conv, said = cli.dilated_conv(FLAGS, training=True)

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.signal
 import soundfile
 
-from params import UserError, first_line, left_by_ended_process
+from util import UserError, first_line, left_by_ended_process
 
 AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
 

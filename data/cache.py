@@ -19,7 +19,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from params import first_line, left_by_ended_process
+from util import first_line, left_by_ended_process
 
 # Bump when the preprocessing code changes in a way the params do not capture.
 CACHE_VERSION = 3

@@ -20,7 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from data import audio_files, cache, lowpass, synthetic
-from params import UserError, default_cache_dir, first_line
+from util import UserError, default_cache_dir, first_line
 
 SYNTHETIC_SOURCE = "built-in tones"
 

@@ -193,8 +193,8 @@ def known(audio, first, end):
                  tf.constant(keep[None, :, None]))
 
 
-def sample(plan, model, shape, noise, clip_x0=False, on_step=None, corrector_steps=0,
-           corrector_snr=0.16, start=None, keep=None, resamplings=0):
+def sample(plan, model, shape, noise, clip_x0=False, corrector_steps=0, corrector_snr=0.16,
+           start=None, keep=None, resamplings=0):
     """Walks a plan from pure noise, or from `start` noised to the level of the plan's first step
     (SDEdit, with `from_audio`'s end of a plan); with `keep`, the known region is the given audio
     (RePaint, Lugmayr et al. 2022).
@@ -205,7 +205,6 @@ def sample(plan, model, shape, noise, clip_x0=False, on_step=None, corrector_ste
       shape: the output shape, e.g. [batch, time, 1] or [batch, 2].
       noise: (index, shape) -> standard normal noise; index 0 draws x_T, k the noise of step k.
       clip_x0: clip each step's predicted x0 to [-1, 1].
-      on_step: called with the number of steps done after each.
       corrector_steps: Langevin corrector steps (`Diffusion.langevin_step`, signal-to-noise
         ratio `corrector_snr`) at each step's noise level before its update: predictor-corrector
         sampling, each corrector step one more network call.
@@ -251,8 +250,6 @@ def sample(plan, model, shape, noise, clip_x0=False, on_step=None, corrector_ste
             if run < resamplings:
                 x = step.schedule.renoise(x, reached[number - 1], step.schedule_step,
                                           noise(streams + 2 * block + number, shape))
-        if on_step:
-            on_step(number)
     if keep is not None:
         x = tf.where(keep.mask, keep.audio, x)
     return x

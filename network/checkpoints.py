@@ -20,7 +20,7 @@ from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 import params as params_lib
 from network.diffwave import DiffWave
-from params import UserError, first_line
+from util import UserError, first_line
 
 
 def load_params(model_dir):

@@ -13,8 +13,10 @@ per core beside it, a first run chose the kind that was 25 % slower alone). So t
 two kinds are interleaved, round after round, until one kind is clearly faster or ROUNDS are
 spent; each probe also measures how much of the machine other processes took meanwhile. An
 entry measured under load, or too close to call, is marked unsure and measured again on the
-next runs (at most MEASUREMENTS times in all; a quiet measurement replaces one under load),
-and a close call goes to the kind whose slowest step was faster (the better worst case).
+next runs that start on a quiet machine (at most MEASUREMENTS times in all; a quiet
+measurement replaces one under load; a run that starts under load keeps what it has instead of
+measuring the same load again), and a close call goes to the kind whose slowest step was faster
+(the better worst case).
 
 This module must not import TensorFlow: the probe (`python -m network.kernels JOB PRECISION`)
 imports it in its own process.
@@ -28,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from params import default_cache_dir, left_by_ended_process
+from util import default_cache_dir, left_by_ended_process
 
 KERNELS = ("auto", "onednn", "stock")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -210,7 +212,9 @@ def choose(job, argv=None, cache_dir=None):
     key = cache_key(job, precision)
     entry = _read(path).get(key)
     when = "remembered in"
-    if entry is None or (not entry["sure"] and entry["measurements"] < MEASUREMENTS):
+    again = (entry is not None and not entry["sure"] and entry["measurements"] < MEASUREMENTS
+             and machine_busy_share() <= BUSY_SHARE)
+    if entry is None or again:
         # Silent: a mistake in the command line must still give one line.
         measured = measure(job, precision)
         if min(measured["onednn"] + measured["stock"]) == float("inf"):  # try again next time
@@ -225,7 +229,7 @@ def choose(job, argv=None, cache_dir=None):
     doubt = ""
     if not entry["sure"]:
         doubt = (", under load" if entry["busy"] else ", too close to call") + (
-            "; measured again next run" if entry["measurements"] < MEASUREMENTS
+            "; measured again on a quieter run" if entry["measurements"] < MEASUREMENTS
             else f"; the better worst case after {entry['measurements']} measurements")
     return kernels, (f"kernels: {kernels} (measured for {job} on this CPU: oneDNN "
                      f"{onednn * 1000:.0f} ms, stock {stock * 1000:.0f} ms a probe step{doubt}, "
@@ -273,6 +277,17 @@ def probe(job, precision, repeats=5):
         cores = len(os.sched_getaffinity(0))
         others = max(0.0, (after - before) - (sum(os.times()[:2]) - own)) / (wall * cores)
     return times, others
+
+
+def machine_busy_share(seconds=0.5):
+    """The share of the machine's cores that processes kept busy over the next `seconds`
+    (this one sleeps meanwhile); 0 where /proc/stat cannot tell."""
+    before = _machine_busy_seconds()
+    time.sleep(seconds)
+    after = _machine_busy_seconds()
+    if before is None or after is None:
+        return 0.0
+    return (after - before) / (seconds * len(os.sched_getaffinity(0)))
 
 
 def _machine_busy_seconds():

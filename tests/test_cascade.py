@@ -250,7 +250,7 @@ def test_a_labelled_sketch_takes_the_label_through_an_unlabelled_upsampler_to_22
     """A cascade 7350 -> 22050 Hz on the labelled tones' model: --label and --guidance go to
     the sketch, and the upsampler (trained without labels, its gain on the sketch's band)
     carries each label's clip to the top rate."""
-    from conftest import _session_folder, _trained_once
+    from conftest import _trained_once
     upsampler = _trained_once(tmp_path_factory, worker_id, "upsampler_22050", [
         "--preset=tiny", "--synthetic_tones=32", "--residual_layers=3", "--decimation=1",
         "--upsample_from=7350", "--max_steps=20", "--checkpoint_every=20",

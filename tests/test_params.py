@@ -120,13 +120,14 @@ def test_params_json_from_before_noise_conditioning_loads_as_step(tmp_path):
 
 def test_a_params_json_that_cannot_be_written_leaves_the_old_one_and_no_temporary(
         tmp_path, monkeypatch):
+    import util
     path = tmp_path / "params.json"
     params_lib.preset("tiny").save(str(path))
     before = path.read_text()
 
     def disk_full(source, target):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(params_lib.os, "replace", disk_full)
+    monkeypatch.setattr(util.os, "replace", disk_full)
     with pytest.raises(params_lib.UserError, match="cannot write .*No space left on device"):
         params_lib.preset("base").save(str(path))
     assert path.read_text() == before and os.listdir(tmp_path) == ["params.json"]
