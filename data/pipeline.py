@@ -221,15 +221,9 @@ def _warn_skipped(skipped):
         logging.warning("skipping %s: %s", item["path"], item["reason"])
 
 
-def _build(folder, source, files, sources, skipped, params):
-    """Decodes every source, writes the clips and returns the manifest."""
-    names = [s.path if source == SYNTHETIC_SOURCE else os.path.relpath(s.path, source)
-             for s in sources]
-    labels = [label_of(name) if source != SYNTHETIC_SOURCE else "" for name in names]
-    label_names = sorted(set(labels))
-    val_indices = _split(names, params.val_fraction)
-    pieces = _pieces(sources, params)
-    piece_counts = collections.Counter(piece.source for piece in pieces)
+def _decoded_pieces(sources, pieces, params):
+    """The tf.data pipeline that decodes, low-passes and cuts every piece, in order: rows of
+    (source index, clips [n, clip_samples], decimated length, skip reason)."""
     dataset = tf.data.Dataset.from_tensor_slices((
         # Bytes as the file system spells them: a name need not be valid UTF-8.
         np.array([os.fsencode(sources[p.source].path) for p in pieces], object),
@@ -238,90 +232,68 @@ def _build(folder, source, files, sources, skipped, params):
         *[np.array([getattr(p, name) for p in pieces], dtype) for name, dtype in (
             ("source", np.int32), ("start", np.int64), ("frames", np.int64),
             ("skip", np.int32), ("keep", np.int32))]))
-    dataset = dataset.map(_clips_graph(params), num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=True).prefetch(tf.data.AUTOTUNE)
+    return dataset.map(_clips_graph(params), num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=True).prefetch(tf.data.AUTOTUNE)
 
-    clip_seconds = params.clip_samples / params.sample_rate
-    gain_band = _gain_band(params)
-    counts = {split: {"files": 0, "clips": 0, "sum": 0.0, "square_sum": 0.0}
-              for split in cache.SPLITS}
-    input_seconds = 0.0
-    writer = cache.CacheWriter(folder)
 
-    def add_file(index, parts, clip_count, decimated_length, reason):
-        """Normalises and writes the clips of one file, or records why it is skipped. parts:
-        its pieces' [clips, clip_samples] arrays, or the .npy files they wait in."""
-        def each_part():
-            for part in parts:
-                yield np.load(part) if isinstance(part, str) else part
-
-        if not reason and decimated_length < params.clip_samples:
-            reason = (f"shorter than one clip ({decimated_length / params.sample_rate:.2f} s"
-                      f" < {clip_seconds:.2f} s)")
-        if not reason and clip_count == 0:
-            reason = f"silent (every clip below {params.silence_dbfs:g} dBFS)"
-        if reason:
-            item = {"path": sources[index].path, "reason": reason}
-            skipped.append(item)
-            _warn_skipped([item])
-            return
-        gain = _gain(each_part, params.target_rms, gain_band)
-        name = "val" if index in val_indices else "train"
-        split = counts[name]
-        split["files"] += 1
-        for part in each_part():
-            clips = part * gain
-            writer.write(name, clips, label_names.index(labels[index]))
-            split["clips"] += len(clips)
-            split["sum"] += float(clips.sum(dtype=np.float64))
-            split["square_sum"] += float(np.square(clips, dtype=np.float64).sum())
-
-    batches = dataset.as_numpy_iterator()
+def _gathered_files(rows, piece_counts, writer):
+    """The pieces of each file gathered (they come one after another): yields (index, parts,
+    clip count, decimated length, reason); parts are [clips, clip_samples] arrays, or for a
+    long file the .npy files they wait in on disk, removed once the caller has used them."""
     try:
-        # The pieces of a file come one after another: gather them, then add the file.
-        for index, rows in itertools.groupby(batches, lambda row: row[0]):
+        for index, file_rows in itertools.groupby(rows, lambda row: row[0]):
             parts, clip_count, length, reasons = [], 0, 0, []
             try:
-                for _, clips, decimated_length, reason in rows:
-                    input_seconds += decimated_length / params.sample_rate
+                for _, clips, decimated_length, reason in file_rows:
                     # A long file waits on disk, not in memory.
                     parts.append(writer.spill(clips) if piece_counts[index] > 1 else clips)
                     clip_count += len(clips)
                     length += decimated_length
                     reasons += [reason.decode()] if reason else []
-                add_file(index, parts, clip_count, length, reasons[0] if reasons else "")
+                yield index, parts, clip_count, length, reasons[0] if reasons else ""
             finally:
                 for part in parts:
                     if isinstance(part, str):
                         os.remove(part)
     except BaseException:
-        writer.abort()
-        # The iterator's threads run numpy_function, which needs the GIL: kept alive by this
-        # frame (the traceback holds it) until the interpreter's last garbage collection, it
-        # deadlocks the exit. Ended here, it ends at once.
-        batches = rows = None
+        rows = file_rows = None  # see _build: a traceback must not keep the iterator alive
         raise
-    found = len(files) if files else len(sources)
-    used = counts["train"]["files"] + counts["val"]["files"]
-    described = source if source == SYNTHETIC_SOURCE else f"--data_dir={source}"
-    validation = "held-out files"
-    if counts["train"]["clips"] == 0 and counts["val"]["clips"] > 0:
-        # Every usable file was drawn for validation: too few files to hold any out.
-        writer.train_on_validation()
-        counts["train"] = counts["val"]
-        validation = "the training clips (too few usable files to hold one out)"
-        logging.warning("%s: only %d usable file(s), all drawn for validation; training on "
-                        "them, and validation loss comes from the training clips",
-                        described, counts["val"]["files"])
-    if counts["train"]["clips"] == 0:
-        writer.abort()
-        raise DataError(f"{described}: no usable audio ({found} files found, {len(skipped)} "
-                        "skipped: see the warnings above)")
+
+
+def _skip_reason(clip_count, decimated_length, reason, params):
+    """Why a decoded file is not used ("" when it is)."""
+    if not reason and decimated_length < params.clip_samples:
+        reason = (f"shorter than one clip ({decimated_length / params.sample_rate:.2f} s < "
+                  f"{params.clip_samples / params.sample_rate:.2f} s)")
+    if not reason and clip_count == 0:
+        reason = f"silent (every clip below {params.silence_dbfs:g} dBFS)"
+    return reason
+
+
+class _SplitStatistics:
+    """Files, clips and the sums the manifest's mean and variance come from, per split."""
+
+    def __init__(self):
+        self.splits = {split: {"files": 0, "clips": 0, "sum": 0.0, "square_sum": 0.0}
+                       for split in cache.SPLITS}
+
+    def add(self, split, clips):
+        counts = self.splits[split]
+        counts["clips"] += len(clips)
+        counts["sum"] += float(clips.sum(dtype=np.float64))
+        counts["square_sum"] += float(np.square(clips, dtype=np.float64).sum())
+
+
+def _manifest(source, found, used, skipped, statistics, writer, label_names, input_seconds,
+              validation, params):
+    """The cache's manifest.json: what was used and skipped, the clips, their statistics."""
+    counts = statistics.splits
+    clip_seconds = params.clip_samples / params.sample_rate
     train_values = counts["train"]["clips"] * params.clip_samples
     mean = counts["train"]["sum"] / train_values
     total_clips = counts["train"]["clips"] + (counts["val"]["clips"]
                                               if counts["val"] is not counts["train"] else 0)
-    manifest = {
+    return {
         "source": source,
         "files_found": found,
         "files_used": used,
@@ -342,6 +314,67 @@ def _build(folder, source, files, sources, skipped, params):
                         for number, label in enumerate(label_names)},
         "params": _data_params(params, source),
     }
+
+
+def _build(folder, source, files, sources, skipped, params):
+    """Decodes every source, sets each file's gain, writes the clips and returns the
+    manifest."""
+    names = [s.path if source == SYNTHETIC_SOURCE else os.path.relpath(s.path, source)
+             for s in sources]
+    labels = [label_of(name) if source != SYNTHETIC_SOURCE else "" for name in names]
+    label_names = sorted(set(labels))
+    val_indices = _split(names, params.val_fraction)
+    pieces = _pieces(sources, params)
+    gain_band = _gain_band(params)
+    statistics, input_seconds = _SplitStatistics(), 0.0
+    writer = cache.CacheWriter(folder)
+    rows = _decoded_pieces(sources, pieces, params).as_numpy_iterator()
+    try:
+        for index, parts, clip_count, length, reason in _gathered_files(
+                rows, collections.Counter(piece.source for piece in pieces), writer):
+            input_seconds += length / params.sample_rate
+            reason = _skip_reason(clip_count, length, reason, params)
+            if reason:
+                item = {"path": sources[index].path, "reason": reason}
+                skipped.append(item)
+                _warn_skipped([item])
+                continue
+            def each_part(parts=parts):
+                for part in parts:
+                    yield np.load(part) if isinstance(part, str) else part
+
+            gain = _gain(each_part, params.target_rms, gain_band)
+            split = "val" if index in val_indices else "train"
+            statistics.splits[split]["files"] += 1
+            for part in each_part():
+                writer.write(split, part * gain, label_names.index(labels[index]))
+                statistics.add(split, part * gain)
+    except BaseException:
+        writer.abort()
+        # The iterator's threads run numpy_function, which needs the GIL: kept alive by this
+        # frame (the traceback holds it) until the interpreter's last garbage collection, it
+        # deadlocks the exit. Ended here, it ends at once.
+        rows = None
+        raise
+    counts = statistics.splits
+    found = len(files) if files else len(sources)
+    used = counts["train"]["files"] + counts["val"]["files"]
+    described = source if source == SYNTHETIC_SOURCE else f"--data_dir={source}"
+    validation = "held-out files"
+    if counts["train"]["clips"] == 0 and counts["val"]["clips"] > 0:
+        # Every usable file was drawn for validation: too few files to hold any out.
+        writer.train_on_validation()
+        counts["train"] = counts["val"]
+        validation = "the training clips (too few usable files to hold one out)"
+        logging.warning("%s: only %d usable file(s), all drawn for validation; training on "
+                        "them, and validation loss comes from the training clips",
+                        described, counts["val"]["files"])
+    if counts["train"]["clips"] == 0:
+        writer.abort()
+        raise DataError(f"{described}: no usable audio ({found} files found, {len(skipped)} "
+                        "skipped: see the warnings above)")
+    manifest = _manifest(source, found, used, skipped, statistics, writer, label_names,
+                         input_seconds, validation, params)
     writer.commit(manifest)
     return manifest
 
