@@ -229,7 +229,13 @@ def main(command, flag_values, argv, interrupted):
     """Runs `command()` with argv (`[program, flags...]`) parsed into flag_values, as the
     process `python PROGRAM FLAGS...` would, and returns its exit status: a UserError ends it
     with one line "error: ..." on stderr and 1, Ctrl-C with the line `interrupted` (what was
-    kept, how to go on); never a traceback."""
+    kept, how to go on); never a traceback.
+
+    Not absl.app.run, which parses the global flags.FLAGS and ends the process: each command
+    parses its own FlagValues and returns, so the tests run several commands in one process,
+    and mistakes become one line, not a traceback. What app.run sets up that matters here is
+    kept: absl's log handler (`use_absl_handler`, its format set by --log_format) and, in
+    `run`, faulthandler."""
     # absl's logging as absl.app.run sets it up: its handler on stderr, INFO shown; its lines
     # plain unless --log_format=absl asks for absl's prefixes.
     absl_logging.use_absl_handler()
