@@ -42,8 +42,8 @@ SPEED_FLAGS = {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni
                "amx_bf16"}
 PROBE_VERSION = 2  # part of every cache key: what another probe measured is not reused
 ROUNDS = 3  # interleaved rounds (a process of each kind) at most per measurement
-# A kind wins clearly when its median step is this much faster and its slowest step is faster
-# than the other kind's median.
+# A kind wins clearly when its median step is this much faster and three quarters of its steps
+# are faster than the other kind's median.
 CLEAR = 1.05
 BUSY_SHARE = 0.25  # other processes took more of the machine than this: measured under load
 MEASUREMENTS = 3  # an unsure entry is measured again on later runs until it has this many
@@ -114,16 +114,18 @@ def _probe_process(kind, job, precision):
 
 def decide(times):
     """(kind, clear) from {"onednn": [s], "stock": [s]}: the kind whose median step is CLEAR
-    times faster and whose slowest step beats the other's median, clear; else the kind with
-    the faster slowest step (oneDNN when equal), not clear."""
+    times faster and whose upper quartile beats the other's median, clear (one slow step of
+    many does not undo it); else the kind with the faster slowest step (oneDNN when equal),
+    not clear."""
     if not times["stock"] or min(times["stock"]) == float("inf"):
         return "onednn", bool(times["onednn"]) and min(times["onednn"]) < float("inf")
     if not times["onednn"] or min(times["onednn"]) == float("inf"):
         return "stock", True
     medians = {kind: statistics.median(values) for kind, values in times.items()}
     for kind, other in (("onednn", "stock"), ("stock", "onednn")):
-        if (medians[kind] * CLEAR < medians[other]
-                and max(times[kind]) < medians[other]):
+        upper_quartile = (statistics.quantiles(times[kind], n=4)[2] if len(times[kind]) > 1
+                          else times[kind][0])
+        if medians[kind] * CLEAR < medians[other] and upper_quartile < medians[other]:
             return kind, True
     return ("stock" if max(times["stock"]) < max(times["onednn"]) else "onednn"), False
 

@@ -38,3 +38,26 @@ def test_the_shipped_model_generates_finite_music_like_audio_of_the_asked_length
         np.random.default_rng(0).normal(0, 0.1, (4, 2 * 7350)).astype(np.float32), rate)
     assert evaluate.distances(generated, reference)["frechet_mel"] < \
         0.7 * evaluate.distances(white, reference)["frechet_mel"]
+
+
+CASCADE = os.path.join(ROOT, "pretrained", "soundtracks-cascade")
+
+
+def test_the_shipped_cascade_is_the_cpu_preset_at_two_rates():
+    sketch = params_lib.Params.load(os.path.join(CASCADE, "sketch", "params.json"))
+    upsampler = params_lib.Params.load(os.path.join(CASCADE, "up7350", "params.json"))
+    assert sketch == params_lib.preset("cpu", decimation=9)
+    assert upsampler == params_lib.preset("cpu", upsample_from=2450, gain_rate=2450)
+
+
+def test_the_shipped_cascade_generates_finite_audio_of_the_asked_length(tmp_path):
+    result = command("generate.py", f"--model_dir={CASCADE}", f"--output_dir={tmp_path}",
+                     "--seconds=2", "--num_samples=2", "--batch_size=2")
+    assert result.returncode == 0, result.stderr
+    paths = [line for line in result.stdout.splitlines() if line.endswith(".wav")]
+    clips = [soundfile.read(path, dtype="float32") for path in paths]
+    assert len(clips) == 2
+    for audio, rate in clips:
+        assert rate == 7350 and audio.shape == (2 * 7350,) and np.isfinite(audio).all()
+        assert np.abs(audio).max() > 0.01
+    assert not np.array_equal(clips[0][0], clips[1][0])
