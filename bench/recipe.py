@@ -5,13 +5,13 @@ generates against held-out music on bench/calibrate.py's protocol, at the yardst
       --yardstick=/tmp/yardstick --runs=runs/recipe -- --residual_channels=32 --residual_layers=20
 
 Everything after `--` goes to train.py (on top of `--preset`, default base). Training runs in
---runs/NAME on MUSIC/split/train and is stopped with SIGTERM after --minutes (it saves), or
-continues there if the folder has checkpoints. --cpu_minutes counts the training process's own
-CPU time (user + system, read from /proc), so work beside it does not shorten its budget;
---minutes counts wall time. Each row gives both, and `train_cpu_s`, the CPU seconds summed over
-every call of this --name (the budget a recipe is compared at). Then generate.py writes --clips clips of
---seconds with `fast` (EMA weights) and they are scored against YARDSTICK/reference, the set
-bench/calibrate.py wrote. Prints one JSON line: the config, steps, steps/s, peak memory,
+--runs/NAME on MUSIC/split/train and is stopped with SIGTERM after --cpu_minutes or --minutes
+(it saves), or continues there if the folder has checkpoints. --cpu_minutes counts the training
+process's own CPU time (user + system, read from /proc), so work beside it does not shorten its
+budget; --minutes counts wall time. Each row gives both, and `train_cpu_s`, the CPU seconds
+summed over every call of this --name (the budget a recipe is compared at). Then generate.py
+writes --clips clips of --seconds with `fast` (EMA weights) and they are scored at the band of
+YARDSTICK (bench/calibrate.py's --out) against its reference set. Prints one JSON line: the config, steps, steps/s, peak memory,
 generation time and the distances; appends it to --runs/recipe.jsonl.
 """
 

@@ -51,18 +51,17 @@ class Stage:
     """A trained DiffWave ready to generate at its rate.
 
     params: its Params; network: the DiffWave (EMA weights as loaded); plan: the sampler's
-    steps (`make_plan`; or a function (params, model_dir) -> plan; default fast); window: samples per network call (`network.windowed`); checkpoint: the
-    path it was loaded from. `on_window`, when set, is called after every window of every
-    network call (a progress bar).
+    steps (`make_plan`, or a function (params, model_dir) -> plan; default fast); window:
+    samples per network call (`network.windowed`; None: the whole signal at once);
+    checkpoint: the path it was loaded from. `on_window`, when set, is called after every
+    window of every network call (a progress bar).
     """
 
     def __init__(self, params, network, plan=None, window=DEFAULT_WINDOW, jit=False,
                  checkpoint=None, model_dir=None):
         self.params, self.network, self.checkpoint = params, network, checkpoint
-        self.model_dir = model_dir
         self.plan = (make_plan(params) if plan is None
                      else plan(params, model_dir) if callable(plan) else plan)
-        self.window = window
         self.on_window = None
         # One windowed network for every call: its graphs are traced once. window None: the
         # network on the whole signal (inside a graph, for any length: export.py).
