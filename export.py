@@ -96,12 +96,11 @@ def export():
             raise UserError(f"--checkpoint picks one model's checkpoint; --model_dir="
                             f"{FLAGS.model_dir} is a cascade, exported from its stages' latest")
         folders = generation.stage_dirs(FLAGS.model_dir)
-    stages = []
-    for folder in folders:  # no windows: the graph takes any length at once
-        loaded = generation.Stage.load(folder, FLAGS.checkpoint, window=None)
-        loaded.plan = generation.make_plan(loaded.params, "fast",
-                                           fast_schedule=cli.fast_schedule(FLAGS))
-        stages.append(loaded)
+    betas = cli.fast_schedule(FLAGS)
+    # No windows: the graph takes any length at once.
+    stages = [generation.Stage.load(folder, FLAGS.checkpoint, window=None, plan=lambda params, _:
+                                    generation.make_plan(params, "fast", fast_schedule=betas))
+              for folder in folders]
     model = (generation.Cascade(stages, [os.path.relpath(folder) for folder in folders])
              if len(stages) > 1 else stages[0])
     saved_model(model).write_out(FLAGS.output, verbose=False)

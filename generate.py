@@ -360,9 +360,7 @@ def generate():
     # The top stage sets the length; each stage below runs on its share of it, with the input
     # audio of a variation or a continuation brought to its own rate.
     options, model_samples, output_samples = stage_options(top, plans[-1], output_rate)
-    lengths = [model_samples]
-    for stage, _ in reversed(stages[1:]):
-        lengths.insert(0, math.ceil(lengths[0] / stage.upsample_factor))
+    lengths = generation.stage_lengths([stage for stage, _ in stages], model_samples)
     options = [stage_options(stage, plan, output_rate, length)[0] for (stage, _), plan, length
                in zip(stages[:-1], plans[:-1], lengths[:-1])] + [options]
     check_memory(model_samples, output_samples, min(FLAGS.batch_size, FLAGS.num_samples))

@@ -98,9 +98,6 @@ class Stage:
         """[self]: what a Cascade has, so callers need not tell the two apart."""
         return [self]
 
-    def lengths(self, samples):
-        return [samples]
-
     def denoiser(self, label=None, guidance=1.0, inputs=None):
         """The samplers' model(x_t, t): windowed, with `label` (an index into
         params.label_names, or None) and classifier-free `guidance` for a labelled model, and
@@ -166,6 +163,15 @@ def stage_dirs(model_dir):
     return [os.path.join(model_dir, name) for name in names]
 
 
+def stage_lengths(stages, samples):
+    """Samples each stage (its Params, lowest rate first) generates for `samples` at the top
+    rate; `samples` may be a tensor."""
+    lengths = [samples]
+    for params in reversed(stages[1:]):
+        lengths.insert(0, -(-lengths[0] // params.upsample_factor))
+    return lengths
+
+
 def check_chain(stages, names):
     """UserError, naming the stage, unless each stage (its Params) after the first upsamples
     the one below (its upsample_from is that stage's rate, the same input rate and gain band)
@@ -206,22 +212,12 @@ class Cascade:
         check_chain([stage.params for stage in self.stages], self.names)
 
     @classmethod
-    def load(cls, model_dir, checkpoint=None, ema=True, dilated_conv="direct", **options):
-        """The cascade model_dir's CASCADE_FILE lists, each stage at its latest checkpoint (or
-        `checkpoint`, a list of one per stage, None for the latest); `options` as Stage()'s."""
+    def load(cls, model_dir, ema=True, dilated_conv="direct", **options):
+        """The cascade model_dir's CASCADE_FILE lists, each stage at its latest checkpoint;
+        `options` as Stage()'s."""
         dirs = stage_dirs(model_dir)
-        checkpoints_ = checkpoint or [None] * len(dirs)
-        if len(checkpoints_) != len(dirs):
-            raise UserError(f"give one checkpoint per stage ({len(dirs)}), not "
-                            f"{len(checkpoints_)}")
-        stages = [Stage.load(folder, found, ema, dilated_conv, **options)
-                  for folder, found in zip(dirs, checkpoints_)]
+        stages = [Stage.load(folder, None, ema, dilated_conv, **options) for folder in dirs]
         return cls(stages, [os.path.relpath(folder) for folder in dirs])
-
-    @property
-    def params(self):
-        """The first stage's params: labels, and the data it was trained on."""
-        return self.stages[0].params
 
     @property
     def sample_rate(self):
@@ -231,21 +227,9 @@ class Cascade:
     def checkpoint(self):
         return ", ".join(stage.checkpoint for stage in self.stages)
 
-    @property
-    def on_window(self):
-        return self.stages[0].on_window
-
-    @on_window.setter
-    def on_window(self, callback):
-        for stage in self.stages:
-            stage.on_window = callback
-
     def lengths(self, samples):
         """Samples each stage generates for `samples` at the top rate, lowest first."""
-        lengths = [samples]
-        for stage in reversed(self.stages[1:]):
-            lengths.insert(0, -(-lengths[0] // stage.params.upsample_factor))  # a tensor too
-        return lengths
+        return stage_lengths([stage.params for stage in self.stages], samples)
 
     def generate(self, count, samples, seed=0, first_example=0, label=None, guidance=1.0,
                  condition_levels=None, stage_options=None, **options):
