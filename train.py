@@ -13,6 +13,7 @@ throughput, and generated clips (audio and spectrograms) beside real ones.
 `checkpoints.RunCheckpoints` keeps its checkpoints; `main` turns the flags into arguments.
 """
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -236,13 +237,13 @@ class Trainer:
         return results[0] > 0
 
     def loss(self, batch, model, training=False):
-        """The mean loss of `model` on a batch of `with_training_noise`: x_t made from the
-        clean "audio", its "steps" and "noise"; the other entries (labels) go to the model."""
-        inputs = {name: value for name, value in batch.items()
-                  if name not in ("audio", "steps", "noise")}
-        return self.diffusion.training_loss(
-            lambda x, t: model({**inputs, "audio": x, "steps": t}, training=training),
-            batch["audio"], batch["steps"], batch["noise"])
+        """The mean loss of `model` on a batch of `with_training_noise`: x_t is the clean
+        "audio" noised to its "steps" by its "noise", which the model predicts from x_t (the
+        other entries, labels and an upsampler's condition, go to it as they are)."""
+        x_t = self.diffusion.q_sample(batch["audio"], batch["steps"], batch["noise"])
+        inputs = {name: value for name, value in batch.items() if name != "noise"}
+        predicted = model({**inputs, "audio": x_t}, training=training)
+        return self.diffusion.loss(batch["noise"], tf.cast(predicted, batch["noise"].dtype))
 
     def _gradients(self, batch):
         """This replica's share of the global mean loss and its (loss-scaled) gradients."""
@@ -323,16 +324,41 @@ class Trainer:
         checkpoint and the validation loss every `checkpoint_every`, clips every
         `sample_every`. SIGINT and SIGTERM end the run after the current step, which is saved
         first (raises Stopped)."""
-        signals = []
-        handlers = {number: signal.signal(number, lambda received, _: signals.append(received))
-                    for number in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            self._train(max_steps, seed, signals, log_every, checkpoint_every, sample_every)
-        finally:
-            for number, handler in handlers.items():
-                signal.signal(number, handler)
+        start = self.start()
+        if start >= max_steps:
+            print(f"already at step {start} >= --max_steps={max_steps}; nothing to do")
+            return
+        batches = self.batches(seed, start)
+        throughput = Throughput()
+        with stop_signals() as signals:
+            for step in range(start + 1, max_steps + 1):
+                batch = next(batches)
+                self.warm_up(step)
+                loss, norm = self.checked(step, *self.train_step(batch))
+                self.step.assign(step)
+                throughput.count()
+                last = step == max_steps
+                # The first two steps are shown at once: the first (tracing included) says the
+                # run has started, the second how long a step takes.
+                if step % log_every == 0 or last or step - start <= 2:
+                    self.log_progress(step, max_steps, loss, norm, throughput.read(),
+                                      tracing=step == start + 1)
+                saved = step % checkpoint_every == 0 or last
+                if saved:
+                    self.save_and_validate(step)
+                if step % sample_every == 0 or last:
+                    self.log_clips(step, batch)
+                self.log.flush()
+                if signals:
+                    if not saved:
+                        self.checkpoints.save(step)
+                    raise Stopped(signals[0], step, self.checkpoints.latest)
 
-    def _train(self, max_steps, seed, signals, log_every, checkpoint_every, sample_every):
+    # --- the pieces of the loop, in the order it runs them
+
+    def start(self):
+        """Resumes from the latest checkpoint, or starts from --init_from's EMA weights or
+        afresh (then logs the params for TensorBoard's HParams); returns the step reached."""
         start = self.restore()
         if start:
             print(f"resuming from step {start} ({self.checkpoints.latest})", flush=True)
@@ -341,11 +367,13 @@ class Trainer:
             self.ema.set_weights(self.model.get_weights())
             print(f"starting from the EMA weights of {self.init_from}; step counter and "
                   "optimiser fresh", flush=True)
-        if start >= max_steps:
-            print(f"already at step {start} >= --max_steps={max_steps}; nothing to do")
-            return
         if start == 0:
             self.log.params(self.params)
+        return start
+
+    def batches(self, seed, start):
+        """An iterator of distributed training batches (`with_training_noise`) from step
+        `start` + 1 on."""
         dataset = with_training_noise(
             data.train_dataset(self.clip_cache, self.params, seed=seed + start), self.diffusion,
             seed, start, self.params.label_dropout, self.model.no_label,
@@ -353,56 +381,81 @@ class Trainer:
         options = tf.data.Options()  # clips come from one cache file: shard batches, not files
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.DATA)
-        batches = iter(self.strategy.experimental_distribute_dataset(
-            dataset.with_options(options)))
-        clip_seconds = (self.params.batch_size * data.training_samples(self.params)
-                        / self.params.sample_rate)
-        window_start, window_steps = time.perf_counter(), 0
-        for step in range(start + 1, max_steps + 1):
-            batch = next(batches)
-            if step <= self.params.warmup_steps:  # linear warm-up; after it, learning_rate
-                self.optimizer.learning_rate.assign(
-                    self.params.learning_rate * step / self.params.warmup_steps)
-            loss, norm = self.train_step(batch)
-            loss, norm = float(loss), float(norm)
-            if not math.isfinite(norm) and self.loss_scaling and math.isfinite(loss):
-                logging.info("step %d: gradients overflowed float16; skipped, loss scale halved",
-                             step)
-            elif not (math.isfinite(loss) and math.isfinite(norm)):
-                raise params_lib.UserError(
-                    f"loss became {loss} (gradient norm {norm}) at step {step}; stopped without "
-                    f"saving, the last good checkpoint ({self.checkpoints.latest}) is "
-                    "intact; lower --learning_rate or --gradient_clip and re-run to resume")
-            self.step.assign(step)
-            window_steps += 1
-            last = step == max_steps
-            # The first two steps are shown at once: the first (tracing included) says the run
-            # has started, the second how long a step takes.
-            if step % log_every == 0 or last or step - start <= 2:
-                steps_per_s = window_steps / (time.perf_counter() - window_start)
-                self.log.scalars(step, {
-                    "train/loss": loss, "train/gradient_norm": norm,
-                    "train/learning_rate": float(self.optimizer.learning_rate.numpy()),
-                    "train/steps_per_s": steps_per_s,
-                    "train/audio_seconds_per_s": steps_per_s * clip_seconds})
-                eta = ("(tracing included)" if step == start + 1
-                       else f"ETA {hours((max_steps - step) / steps_per_s)}")
-                print(f"step {step}/{max_steps}  loss {loss:.4f}  {steps_per_s:.2f} steps/s  "
-                      f"{steps_per_s * clip_seconds:.1f} audio s/s  {1 / steps_per_s:.2f} s/step  "
-                      f"{eta}", flush=True)
-                window_start, window_steps = time.perf_counter(), 0
-            if step % checkpoint_every == 0 or last:
-                self.checkpoints.save(step)
-                val = self.val_loss()
-                if val is not None:
-                    self.log.scalars(step, {"val/loss": val})
-            if (step % sample_every == 0 or last) and self.is_chief:
-                self.log.clips(step, self.tensorboard_clips(step, batch), self.params.sample_rate)
-            self.log.flush()
-            if signals:
-                if step % checkpoint_every and not last:
-                    self.checkpoints.save(step)
-                raise Stopped(signals[0], step, self.checkpoints.latest)
+        return iter(self.strategy.experimental_distribute_dataset(dataset.with_options(options)))
+
+    def warm_up(self, step):
+        """The learning rate rises linearly over the warm-up steps, then stays."""
+        if step <= self.params.warmup_steps:
+            self.optimizer.learning_rate.assign(
+                self.params.learning_rate * step / self.params.warmup_steps)
+
+    def checked(self, step, loss, norm):
+        """(loss, norm) as floats; UserError when they are not finite, except a float16
+        overflow that loss scaling has already skipped."""
+        loss, norm = float(loss), float(norm)
+        if not math.isfinite(norm) and self.loss_scaling and math.isfinite(loss):
+            logging.info("step %d: gradients overflowed float16; skipped, loss scale halved",
+                         step)
+        elif not (math.isfinite(loss) and math.isfinite(norm)):
+            raise params_lib.UserError(
+                f"loss became {loss} (gradient norm {norm}) at step {step}; stopped without "
+                f"saving, the last good checkpoint ({self.checkpoints.latest}) is "
+                "intact; lower --learning_rate or --gradient_clip and re-run to resume")
+        return loss, norm
+
+    def log_progress(self, step, max_steps, loss, norm, steps_per_s, tracing=False):
+        """One progress line on the terminal and the training scalars in TensorBoard."""
+        audio_per_s = steps_per_s * (self.params.batch_size * data.training_samples(self.params)
+                                     / self.params.sample_rate)
+        self.log.scalars(step, {
+            "train/loss": loss, "train/gradient_norm": norm,
+            "train/learning_rate": float(self.optimizer.learning_rate.numpy()),
+            "train/steps_per_s": steps_per_s, "train/audio_seconds_per_s": audio_per_s})
+        eta = ("(tracing included)" if tracing
+               else f"ETA {hours((max_steps - step) / steps_per_s)}")
+        print(f"step {step}/{max_steps}  loss {loss:.4f}  {steps_per_s:.2f} steps/s  "
+              f"{audio_per_s:.1f} audio s/s  {1 / steps_per_s:.2f} s/step  {eta}", flush=True)
+
+    def save_and_validate(self, step):
+        self.checkpoints.save(step)
+        val = self.val_loss()
+        if val is not None:
+            self.log.scalars(step, {"val/loss": val})
+
+    def log_clips(self, step, batch):
+        if self.is_chief:
+            self.log.clips(step, self.tensorboard_clips(step, batch), self.params.sample_rate)
+
+
+class Throughput:
+    """Steps per second between readings."""
+
+    def __init__(self):
+        self.started, self.steps = time.perf_counter(), 0
+
+    def count(self):
+        self.steps += 1
+
+    def read(self):
+        """Steps per second since the last reading (or the start); starts a new window."""
+        now = time.perf_counter()
+        rate = self.steps / (now - self.started)
+        self.started, self.steps = now, 0
+        return rate
+
+
+@contextlib.contextmanager
+def stop_signals():
+    """Within it, SIGINT and SIGTERM are recorded (yields the list of their numbers) instead of
+    ending the process, so the loop can save and stop after the step it is in."""
+    received = []
+    handlers = {number: signal.signal(number, lambda number, _: received.append(number))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
 
 
 # --- the command: flags in, checked arguments out ------------------------------------------
@@ -506,7 +559,24 @@ def check_schedule(diffusion, data_variance, allow_high_snr):
         logging.warning("%s (warning level %s)", message, SNR_WARN)
 
 
-def train():
+@dataclasses.dataclass
+class Run:
+    """What `prepare_run` checked and made ready: the params (as saved in the model dir), the
+    clip cache, the strategy, the checkpoint whose EMA weights start a fine-tuning run (or
+    None), the dilated-convolution path and the line saying why, and the model dir's lock (an
+    open file: the run holds the folder while it lives)."""
+    params: params_lib.Params
+    clip_cache: data.ClipCache
+    strategy: tf.distribute.Strategy
+    init_from: str | None
+    dilated_conv: str
+    dilated_conv_line: str
+    lock: object
+
+
+def prepare_run():
+    """Every check of the flags and the model dir, in the order that refuses a mistake before
+    minutes of preprocessing, then the clip cache; the params are saved in --model_dir."""
     model_dir = FLAGS.model_dir
     # First: threads and a multi-worker cluster can only be set before TensorFlow runs an op.
     cli.configure_runtime(FLAGS)
@@ -519,30 +589,13 @@ def train():
         check_upsampler(params)
         if not params.gain_rate:  # as loud as the stage below makes it (params.gain_rate)
             params = dataclasses.replace(params, gain_rate=params.upsample_from)
-    resuming = os.path.exists(os.path.join(model_dir, "params.json"))
-    if FLAGS.labels == "folders" and (resuming or FLAGS.init_from) and not params.label_names:
-        source = f"--model_dir={model_dir}" if resuming else f"--init_from={FLAGS.init_from}"
-        raise params_lib.UserError(
-            f"--labels=folders: {source} holds an unconditional model, and labels would change "
-            "its architecture; train a labelled model from scratch in a new --model_dir")
-    if FLAGS.labels == "folders" or params.label_names:
-        check_label_folders(FLAGS.data_dir, params.label_names)
+    check_labels(params, model_dir)
     check_replicas(params, strategy)
-    if (FLAGS.precision == "mixed_float16" and params.dilation_cycle > 1
-            and not tf.config.list_logical_devices("GPU")):
-        raise params_lib.UserError(
-            "--precision=mixed_float16 needs a GPU here: TensorFlow's CPU kernels cannot "
-            "train dilated float16 convolutions; on CPU use --precision=mixed_bfloat16")
-    latest = checkpoints.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    if latest:  # refuse a broken or foreign checkpoint before minutes of preprocessing
-        check_checkpoint(params, latest, model_dir)
-        if FLAGS.init_from:
-            print(f"--init_from ignored: --model_dir={model_dir} has checkpoints; resuming",
-                  flush=True)
-    init_from = None if latest else init_checkpoint(params, FLAGS.init_from)
+    check_precision(params)
+    init_from = resume_or_init_from(params, model_dir)
     chief = runtime.is_chief(strategy)
-    # One train.py per --model_dir: `lock`, an open file, holds it while this function runs;
-    # taken before preprocessing when the folder exists.
+    # One train.py per --model_dir: `lock`, an open file, holds it while the run lives; taken
+    # before preprocessing when the folder exists.
     lock = checkpoints.lock_model_dir(model_dir) if chief and os.path.isdir(model_dir) else None
     clip_cache = data.prepare(params, FLAGS.data_dir, FLAGS.cache_dir)
     if FLAGS.labels == "folders" and not params.label_names:  # a new labelled model
@@ -552,7 +605,7 @@ def train():
                    FLAGS.allow_high_snr)
     keras.utils.set_random_seed(FLAGS.seed)
     os.makedirs(model_dir, exist_ok=True)
-    lock = lock or (checkpoints.lock_model_dir(model_dir) if chief else None)  # noqa: F841
+    lock = lock or (checkpoints.lock_model_dir(model_dir) if chief else None)
     params.save(os.path.join(model_dir, "params.json"))
     if params.label_names:
         counts = clip_cache.manifest["label_clips"]
@@ -560,9 +613,47 @@ def train():
         print("labels: " + ", ".join(f"{name} ({counts.get(name, 0)} clips)"
                                      for name in params.label_names), flush=True)
     dilated_conv, said = cli.dilated_conv(FLAGS, training=True)
-    print("\n".join(filter(None, [KERNELS[1], said])), flush=True)
-    trainer = Trainer(params, clip_cache, model_dir, strategy, FLAGS.jit, dilated_conv,
-                      FLAGS.recompute, init_from)
+    return Run(params, clip_cache, strategy, init_from, dilated_conv, said, lock)
+
+
+def check_labels(params, model_dir):
+    """--labels=folders only on a new model; a labelled run's data in label folders."""
+    resuming = os.path.exists(os.path.join(model_dir, "params.json"))
+    if FLAGS.labels == "folders" and (resuming or FLAGS.init_from) and not params.label_names:
+        source = f"--model_dir={model_dir}" if resuming else f"--init_from={FLAGS.init_from}"
+        raise params_lib.UserError(
+            f"--labels=folders: {source} holds an unconditional model, and labels would change "
+            "its architecture; train a labelled model from scratch in a new --model_dir")
+    if FLAGS.labels == "folders" or params.label_names:
+        check_label_folders(FLAGS.data_dir, params.label_names)
+
+
+def check_precision(params):
+    if (FLAGS.precision == "mixed_float16" and params.dilation_cycle > 1
+            and not tf.config.list_logical_devices("GPU")):
+        raise params_lib.UserError(
+            "--precision=mixed_float16 needs a GPU here: TensorFlow's CPU kernels cannot "
+            "train dilated float16 convolutions; on CPU use --precision=mixed_bfloat16")
+
+
+def resume_or_init_from(params, model_dir):
+    """The --init_from checkpoint that starts a fresh run, or None: when --model_dir has
+    checkpoints (checked to fit `params`) the run resumes from them instead."""
+    latest = checkpoints.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    if not latest:
+        return init_checkpoint(params, FLAGS.init_from)
+    check_checkpoint(params, latest, model_dir)  # before minutes of preprocessing
+    if FLAGS.init_from:
+        print(f"--init_from ignored: --model_dir={model_dir} has checkpoints; resuming",
+              flush=True)
+    return None
+
+
+def train():
+    run = prepare_run()
+    print("\n".join(filter(None, [KERNELS[1], run.dilated_conv_line])), flush=True)
+    trainer = Trainer(run.params, run.clip_cache, FLAGS.model_dir, run.strategy, FLAGS.jit,
+                      run.dilated_conv, FLAGS.recompute, run.init_from)
     try:
         trainer.train(FLAGS.max_steps, FLAGS.seed, FLAGS.log_every, FLAGS.checkpoint_every,
                       FLAGS.sample_every)

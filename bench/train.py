@@ -53,7 +53,7 @@ def bench():
         trainer = train.Trainer(params, None, model_dir, strategy, FLAGS.jit, dilated_conv,
                                 FLAGS.recompute)
         clean = 0.1 * tf.random.normal([FLAGS.batch, FLAGS.samples, 1], seed=1)
-        batches = tf.data.Dataset.from_tensors(clean).repeat()
+        batches = tf.data.Dataset.from_tensors({"audio": clean}).repeat()
         batches = iter(strategy.experimental_distribute_dataset(
             train.with_training_noise(batches, trainer.diffusion, 0, 0)))
         for _ in range(FLAGS.warmup):

@@ -150,17 +150,6 @@ class Diffusion:
         error = noise - predicted
         return tf.reduce_mean(tf.abs(error) if self.loss_kind == "l1" else tf.square(error))
 
-    def training_loss(self, model, x0, steps, noise):
-        """Noises x0 to the given steps and scores the model's noise prediction.
-
-        Args:
-          model: callable (x_t, steps float32 [batch]) -> predicted eps, shaped like x_t.
-          x0: clean data [batch, ...].
-          steps, noise: float32 [batch] and eps shaped like x0, as `training_noise` returns them.
-        """
-        x_t = self.q_sample(x0, steps, noise)
-        return self.loss(noise, tf.cast(model(x_t, steps), noise.dtype))
-
     def predict_x0(self, x_t, t, eps):
         return ((x_t - self._per_example(self.noise_rates, t, x_t) * eps)
                 / self._per_example(self.signal_rates, t, x_t))

@@ -131,6 +131,28 @@ def test_an_upsampler_sets_each_files_gain_on_the_band_it_is_conditioned_on(tmp_
     assert np.sqrt(np.mean(pairs["audio"] ** 2)) == pytest.approx(0.224, rel=0.1)
 
 
+def test_an_upsamplers_tensorboard_clips_upsample_real_low_bands(cascade_dir):
+    """TensorBoard shows an upsampler's generated clips beside the validation clips ("real")
+    and their low bands it was given ("condition"), all at its rate: the condition holds the
+    clip's band below 1225 Hz (half of 2450 Hz) and nothing above it."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(cascade_dir / "upsampler"), size_guidance={"tensors": 0})
+    events.Reload()
+    clips = {}
+    for name in ("generated", "real", "condition"):
+        encoded = tf.make_ndarray(events.Tensors(f"{name}/audio")[-1].tensor_proto)[0, 0]
+        audio, rate = tf.audio.decode_wav(encoded)
+        assert int(rate) == 7350
+        clips[name] = audio.numpy()[:, 0]
+    assert len(clips["generated"]) == len(clips["real"]) == len(clips["condition"])
+    spectra = {name: np.abs(np.fft.rfft(audio)) ** 2 for name, audio in clips.items()}
+    high = np.fft.rfftfreq(len(clips["real"]), 1 / 7350) > 1300
+    assert spectra["condition"][high].sum() < 1e-3 * spectra["condition"].sum()
+    low = ~high
+    np.testing.assert_allclose(spectra["condition"][low].sum(), spectra["real"][low].sum(),
+                               rtol=0.1)
+
+
 def test_cascade_length_rate_and_seeded_reproducibility(cascade_dir, tmp_path):
     cascade = generation.Cascade.load(str(cascade_dir))
     assert cascade.lengths(7351) == [2451, 7351]

@@ -164,7 +164,8 @@ def train_swiss_roll(conditioning):
     @tf.function
     def train_step(batch, seed):
         with tf.GradientTape() as tape:
-            loss = diffusion.training_loss(model, batch, *diffusion.training_noise(batch, seed))
+            steps, noise = diffusion.training_noise(batch, seed)
+            loss = diffusion.loss(noise, model(diffusion.q_sample(batch, steps, noise), steps))
         optimizer.apply(tape.gradient(loss, model.trainable_variables),
                         model.trainable_variables)
         return loss

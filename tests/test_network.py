@@ -196,23 +196,28 @@ def test_bfloat16_without_hardware_support_is_said_to_be_slow(monkeypatch):
     assert runtime.precision_warning("mixed_bfloat16") is None
 
 
-def test_recomputed_layers_give_the_same_loss_and_gradients():
+@pytest.mark.parametrize("upsample_from", [0, 2450])
+def test_recomputed_layers_give_the_same_loss_and_gradients(upsample_from):
     """--recompute keeps only each layer's input and recomputes the layer in the backward pass:
-    the numbers must not change. The unused residual projection of the last layer gets no
+    the numbers must not change, for a model from noise and for an upsampler (whose layers
+    also take the condition). The unused residual projection of the last layer gets no
     gradient without recomputation and a zero one with it."""
-    params = params_lib.preset("tiny")
+    params = params_lib.preset("tiny", upsample_from=upsample_from)
     plain = DiffWave(params, dilated_conv="folded").build_for()  # trains on any kernels
     recomputed = DiffWave(params, dilated_conv="folded", recompute=True).build_for()
     rng = np.random.default_rng(0)
     for weight in plain.weights:
         weight.assign(rng.normal(size=weight.shape) * 0.3)
     recomputed.set_weights(plain.get_weights())
-    audio, steps = tf.random.normal([2, 300, 1], seed=1), tf.constant([3.0, 40.0])
+    inputs = {"audio": tf.random.normal([2, 300, 1], seed=1), "steps": tf.constant([3.0, 40.0])}
+    if upsample_from:
+        inputs.update(condition=tf.random.normal([2, 300, 1], seed=2),
+                      condition_level=tf.constant([0.0, 0.05]))
 
     @tf.function
     def loss_and_gradients(model):
         with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(model({"audio": audio, "steps": steps}, training=True) ** 2)
+            loss = tf.reduce_sum(model(inputs, training=True) ** 2)
         return loss, tape.gradient(loss, model.trainable_variables)
 
     loss, expected = loss_and_gradients(plain)
