@@ -13,10 +13,11 @@ per core beside it, a first run chose the kind that was 25 % slower alone). So t
 two kinds are interleaved, round after round, until one kind is clearly faster or ROUNDS are
 spent; each probe also measures how much of the machine other processes took meanwhile. An
 entry measured under load, or too close to call, is marked unsure and measured again on the
-next runs that start on a quiet machine (at most MEASUREMENTS times in all; a quiet
-measurement replaces one under load; a run that starts under load keeps what it has instead of
-measuring the same load again), and a close call goes to the kind whose slowest step was faster
-(the better worst case).
+next runs that start on a quiet machine (one under load until a quiet measurement replaces
+it, a close call at most MEASUREMENTS times in all; a run that starts under load keeps what it
+has instead of measuring the same load again), and a close call goes to the kind whose slowest
+step was faster (the better worst case). Every entry is judged again by `decide` when read, so
+a change of the rule reaches entries already written.
 
 This module must not import TensorFlow: the probe (`python -m network.kernels JOB PRECISION`)
 imports it in its own process.
@@ -158,9 +159,15 @@ def merge(entry, measured):
     else:
         times = {kind: entry[kind] + measured[kind] for kind in ("onednn", "stock")}
         busy = measured["busy"]
-    choice, clear = decide(times)
-    return {**times, "busy": busy, "choice": choice, "sure": clear and not busy,
-            "measurements": (entry["measurements"] if entry else 0) + 1}
+    return judged({**times, "busy": busy,
+                   "measurements": (entry["measurements"] if entry else 0) + 1})
+
+
+def judged(entry):
+    """The entry with "choice" and "sure" decided from its times by today's `decide`, so an
+    entry written under an older rule (same probe, same times) is read by the current one."""
+    choice, clear = decide({kind: entry[kind] for kind in ("onednn", "stock")})
+    return {**entry, "choice": choice, "sure": clear and not entry["busy"]}
 
 
 def _read(path):
@@ -213,8 +220,12 @@ def choose(job, argv=None, cache_dir=None):
     path = os.path.join(cache_dir or default_cache_dir(), "kernels.json")
     key = cache_key(job, precision)
     entry = _read(path).get(key)
+    entry = judged(entry) if entry else None
     when = "remembered in"
-    again = (entry is not None and not entry["sure"] and entry["measurements"] < MEASUREMENTS
+    # Measured again on a quiet start: an entry taken under load until a quiet measurement
+    # replaces it, a close call up to MEASUREMENTS times.
+    again = (entry is not None and not entry["sure"]
+             and (entry["busy"] or entry["measurements"] < MEASUREMENTS)
              and machine_busy_share() <= BUSY_SHARE)
     if entry is None or again:
         # Silent: a mistake in the command line must still give one line.
@@ -231,7 +242,8 @@ def choose(job, argv=None, cache_dir=None):
     doubt = ""
     if not entry["sure"]:
         doubt = (", under load" if entry["busy"] else ", too close to call") + (
-            "; measured again on a quieter run" if entry["measurements"] < MEASUREMENTS
+            "; measured again on a quieter run"
+            if entry["busy"] or entry["measurements"] < MEASUREMENTS
             else f"; the better worst case after {entry['measurements']} measurements")
     return kernels, (f"kernels: {kernels} (measured for {job} on this CPU: oneDNN "
                      f"{onednn * 1000:.0f} ms, stock {stock * 1000:.0f} ms a probe step{doubt}, "

@@ -162,6 +162,40 @@ def test_an_unsure_entry_is_settled_after_a_few_measurements(choose):
     assert f"better worst case after {kernels.MEASUREMENTS} measurements" in line
 
 
+def test_an_entry_under_load_is_measured_again_on_a_quiet_start_however_many_it_has(
+        choose, tmp_path):
+    """Three first runs under load (a busy machine for days) do not settle an entry: the first
+    quiet start measures again."""
+    calls = choose.measured({"onednn": 0.9, "stock": 0.6}, busy=True)
+    choose("train", [])
+    table = json.loads((tmp_path / "kernels.json").read_text())
+    [key] = table
+    table[key]["measurements"] = kernels.MEASUREMENTS
+    (tmp_path / "kernels.json").write_text(json.dumps(table))
+    choose.load[0] = 0.9  # still busy: kept
+    assert choose("train", [])[0] == "stock" and len(calls) == 1
+    choose.load[0] = 0.0
+    calls = choose.measured({"onednn": 0.5, "stock": 0.6})
+    kind, line = choose("train", [])
+    assert kind == "onednn" and "under load" not in line and len(calls) == 2
+
+
+def test_a_remembered_entry_is_judged_by_todays_rule(choose, tmp_path):
+    """An entry written under an older rule (same probe version) whose times say oneDNN by a
+    clear margin but whose stored choice says stock, unsure, is read as oneDNN, sure, and not
+    measured again."""
+    calls = choose.measured({"onednn": 0.9, "stock": 0.6})
+    choose("generate", [])
+    table = json.loads((tmp_path / "kernels.json").read_text())
+    [key] = table
+    table[key].update(onednn=[0.030, 0.032, 0.035, 0.036, 0.061],
+                      stock=[0.042, 0.048, 0.049, 0.051, 0.054], choice="stock", sure=False,
+                      measurements=kernels.MEASUREMENTS)
+    (tmp_path / "kernels.json").write_text(json.dumps(table))
+    kind, line = choose("generate", [])
+    assert kind == "onednn" and "too close" not in line and len(calls) == 1
+
+
 def test_an_entry_of_another_probe_version_cpu_or_tensorflow_is_ignored(choose, tmp_path,
                                                                        monkeypatch):
     calls = choose.measured({"onednn": 0.9, "stock": 0.6})
