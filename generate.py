@@ -12,6 +12,7 @@ covers the receptive field, which gives exactly the unwindowed result. Same flag
 give byte-identical files; sample i depends only on (--seed, i), not on --batch_size.
 """
 
+import copy
 import math
 import os
 import sys
@@ -114,23 +115,27 @@ BASE_BYTES = 1.5e9
 
 class Progress:
     """A progress bar over batches x (for each stage of a cascade) steps x windows with an ETA
-    on stderr: redrawn in place on a terminal, else a line every few seconds."""
+    on stderr: redrawn in place on a terminal, else a line every few seconds; and, given
+    `report`, report(fraction done, the bar's line) up to five times a second (a page's bar)."""
 
-    def __init__(self, label, batches, stages):
+    def __init__(self, label, batches, stages, report=None):
         """stages: [(network calls, windows per call)] of each stage, lowest rate first."""
         self.label, self.batches, self.stages = label, batches, stages
         self.per_batch = sum(steps * windows for steps, windows in stages)
         self.total, self.done = batches * self.per_batch, 0
-        self.start = self.shown = time.perf_counter()
+        self.start = self.shown = self.reported = time.perf_counter()
         self.terminal = sys.stderr.isatty()
+        self.report = report
 
     def advance(self, *_):
         """Called after each window of each network call of each stage of each batch."""
         self.done += 1
         now = time.perf_counter()
-        if now - self.shown < (0.2 if self.terminal else 5.0) and self.done < self.total:
+        last = self.done == self.total
+        show = now - self.shown >= (0.2 if self.terminal else 5.0) or last
+        report = self.report and (now - self.reported >= 0.2 or last)
+        if not (show or report):
             return
-        self.shown = now
         batch, rest = divmod(self.done - 1, self.per_batch)
         for number, (steps, windows) in enumerate(self.stages, 1):
             if rest < steps * windows:
@@ -143,55 +148,60 @@ class Progress:
         line = (f"{self.label} [{'#' * int(30 * fraction):30s}] {100 * fraction:3.0f}%  batch "
                 f"{batch + 1}/{self.batches} {where}step {step + 1}/{steps} window "
                 f"{window + 1}/{windows}  ETA {eta}")
-        sys.stderr.write("\r" + line + ("\n" if self.done == self.total else "")
-                         if self.terminal else line + "\n")
-        sys.stderr.flush()
+        if report:
+            self.reported = now
+            self.report(fraction, line)
+        if show:
+            self.shown = now
+            sys.stderr.write("\r" + line + ("\n" if last else "") if self.terminal
+                             else line + "\n")
+            sys.stderr.flush()
 
 
-def make_plan(params, model_dir):
+def make_plan(args, params, model_dir):
     """The chosen sampler's plan for a model (a stage) in model_dir; UserError for flags that
     do not fit it."""
-    if FLAGS.steps is not None and FLAGS.sampler == "fast" and FLAGS["fast_schedule"].present:
+    if args.steps is not None and args.sampler == "fast" and args["fast_schedule"].present:
         raise UserError("give --steps (a searched schedule) or --fast_schedule, not both")
-    return generation.make_plan(params, FLAGS.sampler, FLAGS.steps, cli.fast_schedule(FLAGS),
-                                FLAGS.variance, FLAGS.eta, model_dir)
+    return generation.make_plan(params, args.sampler, args.steps, cli.fast_schedule(args),
+                                args.variance, args.eta, model_dir)
 
 
-def load_stages():
+def load_stages(args):
     """[(params, model dir)] of --model_dir's model, or of its cascade's stages, lowest first."""
-    if not generation.is_cascade(FLAGS.model_dir):
-        return [(checkpoints.load_params(FLAGS.model_dir), FLAGS.model_dir)]
-    if FLAGS.checkpoint is not None:
+    if not generation.is_cascade(args.model_dir):
+        return [(checkpoints.load_params(args.model_dir), args.model_dir)]
+    if args.checkpoint is not None:
         raise UserError(f"--checkpoint picks one model's checkpoint; --model_dir="
-                        f"{FLAGS.model_dir} is a cascade, whose stages each generate from their "
+                        f"{args.model_dir} is a cascade, whose stages each generate from their "
                         "latest (give a stage's folder to use another of its checkpoints)")
     stages = [(checkpoints.load_params(folder), folder)
-              for folder in generation.stage_dirs(FLAGS.model_dir)]
+              for folder in generation.stage_dirs(args.model_dir)]
     generation.check_chain([params for params, _ in stages],
                            [os.path.relpath(folder) for _, folder in stages])
     return stages
 
 
-def load_model(stages, plans, dilated_conv):
+def load_model(args, stages, plans, dilated_conv):
     """The Stage, or the Cascade of Stages, of `stages` (load_stages) with their `plans`."""
-    loaded = [generation.Stage.load(folder, FLAGS.checkpoint, not FLAGS.no_ema, dilated_conv,
-                                    plan=plan, window=FLAGS.window, jit=FLAGS.jit)
+    loaded = [generation.Stage.load(folder, args.checkpoint, not args.no_ema, dilated_conv,
+                                    plan=plan, window=args.window, jit=args.jit)
               for (_, folder), plan in zip(stages, plans)]
-    if not generation.is_cascade(FLAGS.model_dir):
+    if not generation.is_cascade(args.model_dir):
         return loaded[0]
     return generation.Cascade(loaded, [os.path.relpath(folder) for _, folder in stages])
 
 
-def clip_lengths(model_rate, output_rate):
+def clip_lengths(args, model_rate, output_rate):
     """(samples to generate at the model rate, samples per file at the output rate)."""
-    if FLAGS.samples is not None and FLAGS.seconds is not None:
+    if args.samples is not None and args.seconds is not None:
         raise UserError("give --seconds or --samples, not both")
-    if FLAGS.samples is not None:
-        if FLAGS.samples <= 0:
-            raise UserError(f"--samples must be > 0 (got {FLAGS.samples})")
-        output_samples = FLAGS.samples
+    if args.samples is not None:
+        if args.samples <= 0:
+            raise UserError(f"--samples must be > 0 (got {args.samples})")
+        output_samples = args.samples
     else:
-        seconds = DEFAULT_SECONDS if FLAGS.seconds is None else FLAGS.seconds
+        seconds = DEFAULT_SECONDS if args.seconds is None else args.seconds
         if not seconds > 0 or not math.isfinite(seconds):
             raise UserError(f"--seconds must be > 0 (got {seconds})")
         output_samples = max(1, round(seconds * output_rate))
@@ -227,38 +237,39 @@ def check_memory(model_samples, output_samples, batch):
             "clips (--seconds) or fewer at once (--batch_size)")
 
 
-def output_path(index):
+def output_path(args, index):
     """The WAV file of clip number `index`."""
-    label = f"{FLAGS.label}_" if FLAGS.label else ""
-    return os.path.join(FLAGS.output_dir,
-                        f"{label}{FLAGS.sampler}_seed{FLAGS.seed}_{index:03d}.wav")
+    label = f"{args.label}_" if args.label else ""
+    return os.path.join(args.output_dir,
+                        f"{label}{args.sampler}_seed{args.seed}_{index:03d}.wav")
 
 
-def chosen_label(params):
+def chosen_label(args, params):
     """--label as an index into the model's labels (None without it); UserError when the model
     has no such label."""
-    if FLAGS.guidance < 0:
-        raise UserError(f"--guidance must be >= 0 (got {FLAGS.guidance})")
-    if FLAGS.label is None:
-        if FLAGS["guidance"].present:
+    if args.guidance < 0:
+        raise UserError(f"--guidance must be >= 0 (got {args.guidance})")
+    if args.label is None:
+        if args["guidance"].present:
             raise UserError("--guidance applies to --label; give the label to generate")
         return None
     if not params.label_names:
-        raise UserError(f"--label={FLAGS.label}: --model_dir={FLAGS.model_dir} is an "
+        raise UserError(f"--label={args.label}: --model_dir={args.model_dir} is an "
                         "unconditional model (trained without --labels=folders); drop --label")
-    if FLAGS.label not in params.label_names:
-        raise UserError(f"--label={FLAGS.label}: unknown; --model_dir={FLAGS.model_dir} knows "
+    if args.label not in params.label_names:
+        raise UserError(f"--label={args.label}: unknown; --model_dir={args.model_dir} knows "
                         f"{', '.join(params.label_names)}")
-    return params.label_names.index(FLAGS.label)
+    return params.label_names.index(args.label)
 
 
-def check_output_dir(path):
+def check_output_dir(args):
     """UserError unless `path` is, or can be made, a writable folder and no output file name
     is taken by a folder. Creates nothing."""
-    for index in range(FLAGS.num_samples):
-        if os.path.isdir(output_path(index)):
-            raise UserError(f"{output_path(index)} is a folder; move it or choose another "
+    for index in range(args.num_samples):
+        if os.path.isdir(output_path(args, index)):
+            raise UserError(f"{output_path(args, index)} is a folder; move it or choose another "
                             "--output_dir or --seed")
+    path = args.output_dir
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
@@ -268,141 +279,163 @@ def check_output_dir(path):
                         "choose another --output_dir")
 
 
-def stage_options(params, plan, output_rate, model_samples=None):
+def stage_options(args, params, plan, output_rate, model_samples=None):
     """One stage's Stage.generate options for the flags (its plan; a variation's end of it and
     start, or the known audio of a continuation, at its rate), its length in samples and the
     file's (None for a stage below the top, whose length `model_samples` is given)."""
-    if FLAGS.init_audio is not None:
-        plan, start, model_samples, output_samples = variation_start(params, plan, output_rate)
+    if args.init_audio is not None:
+        plan, start, model_samples, output_samples = variation_start(args, params, plan, output_rate)
         return {"plan": plan, "start": start}, model_samples, output_samples
-    if FLAGS.prompt_audio is not None:
-        keep, model_samples, output_samples = known_audio(params, output_rate, model_samples)
-        return ({"plan": plan, "keep": keep, "resamplings": FLAGS.resamplings}, model_samples,
+    if args.prompt_audio is not None:
+        keep, model_samples, output_samples = known_audio(args, params, output_rate, model_samples)
+        return ({"plan": plan, "keep": keep, "resamplings": args.resamplings}, model_samples,
                 output_samples)
     if model_samples is not None:
         return {"plan": plan}, model_samples, None
-    return {"plan": plan}, *clip_lengths(params.sample_rate, output_rate)
+    return {"plan": plan}, *clip_lengths(args, params.sample_rate, output_rate)
 
 
-def variation_start(params, plan, output_rate):
+def variation_start(args, params, plan, output_rate):
     """--init_audio: (the end of `plan` to run, the audio to start from or None, samples at the
     model rate, samples per file)."""
-    if FLAGS.seconds is not None or FLAGS.samples is not None:
+    if args.seconds is not None or args.samples is not None:
         raise UserError("--init_audio sets the length (its own); drop --seconds/--samples")
-    plan = samplers.from_audio(plan, Diffusion.from_params(params), FLAGS.strength,
+    plan = samplers.from_audio(plan, Diffusion.from_params(params), args.strength,
                                params.target_rms ** 2)  # the level training data has
-    start = load_audio(FLAGS.init_audio, params)
+    start = load_audio(args.init_audio, params)
     # Strength 1 ignores the input: pure noise, as without it.
-    return (plan, None if FLAGS.strength == 1 else start[None, :, None], len(start),
+    return (plan, None if args.strength == 1 else start[None, :, None], len(start),
             file_length(len(start), params.sample_rate, output_rate))
 
 
-def parse_inpaint(duration):
+def parse_inpaint(args, duration):
     """--inpaint=START:END -> (start, end) seconds inside a file of `duration` seconds."""
     try:
-        start, end = (float(part) for part in FLAGS.inpaint.split(":"))
+        start, end = (float(part) for part in args.inpaint.split(":"))
     except ValueError:
-        raise UserError(f"--inpaint={FLAGS.inpaint}: give START:END in seconds, e.g. "
+        raise UserError(f"--inpaint={args.inpaint}: give START:END in seconds, e.g. "
                         "12.5:15") from None
     if not 0 <= start < end <= duration:
-        raise UserError(f"--inpaint={FLAGS.inpaint} lies outside {FLAGS.prompt_audio}, which "
+        raise UserError(f"--inpaint={args.inpaint} lies outside {args.prompt_audio}, which "
                         f"is {duration:g} s long; give 0 <= START < END <= {duration:g}")
     return start, end
 
 
-def known_audio(params, output_rate, model_samples=None):
+def known_audio(args, params, output_rate, model_samples=None):
     """--prompt_audio: (the `samplers.Known` the clips keep, samples at the model rate, samples
     per file). Continuation keeps the file at the start of --seconds (or of `model_samples`, a
     lower stage's length); --inpaint keeps all of the file but the region."""
-    audio = load_audio(FLAGS.prompt_audio, params)
+    audio = load_audio(args.prompt_audio, params)
     rate = params.sample_rate
-    if FLAGS.inpaint is not None:
-        if FLAGS.seconds is not None or FLAGS.samples is not None:
+    if args.inpaint is not None:
+        if args.seconds is not None or args.samples is not None:
             raise UserError("--inpaint keeps the file's length; drop --seconds/--samples")
-        start, end = parse_inpaint(len(audio) / rate)
+        start, end = parse_inpaint(args, len(audio) / rate)
         return (samplers.known(audio, round(start * rate), round(end * rate)), len(audio),
                 file_length(len(audio), rate, output_rate))
     if model_samples is None:
-        model_samples, output_samples = clip_lengths(rate, output_rate)
+        model_samples, output_samples = clip_lengths(args, rate, output_rate)
     else:
         output_samples = None
     if len(audio) >= model_samples:
-        raise UserError(f"--prompt_audio={FLAGS.prompt_audio} is {len(audio) / rate:g} s, not "
+        raise UserError(f"--prompt_audio={args.prompt_audio} is {len(audio) / rate:g} s, not "
                         f"shorter than the {model_samples / rate:g} s to generate; give a longer "
                         "--seconds")
     padded = np.concatenate([audio, np.zeros(model_samples - len(audio), np.float32)])
     return samplers.known(padded, len(audio), model_samples), model_samples, output_samples
 
 
+def parse(argv):
+    """generate.py's flags parsed from `argv` (`[program, flags...]`) into a copy of FLAGS,
+    which stays as it is: what `run` takes, for callers that build a command line (studio.py).
+    UserError for a flag absl refuses."""
+    args = copy.deepcopy(FLAGS)
+    try:
+        args(argv)
+    except flags.Error as error:
+        raise UserError(str(error)) from None
+    return args
+
+
 def generate():
     cli.configure_runtime(FLAGS)
-    cli.require_positive(FLAGS, "num_samples", "batch_size", "window", "corrector_snr")
+    run(FLAGS)
+
+
+def run(args, report=None):
+    """Writes the clips `args` (parsed generate.py flags) ask for and returns their paths;
+    `report(fraction done, progress line)` is called as the sampler goes. UserError, before
+    any work, for settings that do not fit the model, the files or the memory."""
+    cli.require_positive(args, "num_samples", "batch_size", "window", "corrector_snr")
     for name in ("corrector_steps", "resamplings"):
-        if FLAGS[name].value < 0:
-            raise UserError(f"--{name} must be >= 0 (got {FLAGS[name].value})")
-    if FLAGS.init_audio is not None and FLAGS.prompt_audio is not None:
+        if args[name].value < 0:
+            raise UserError(f"--{name} must be >= 0 (got {args[name].value})")
+    if args.init_audio is not None and args.prompt_audio is not None:
         raise UserError("give --init_audio (variations) or --prompt_audio (continuation, "
                         "inpainting), not both")
-    if FLAGS.init_audio is None and FLAGS["strength"].present:
+    if args.init_audio is None and args["strength"].present:
         raise UserError("--strength applies to --init_audio; give the file to vary")
-    if FLAGS.prompt_audio is None and (FLAGS.inpaint is not None or FLAGS.resamplings):
+    if args.prompt_audio is None and (args.inpaint is not None or args.resamplings):
         raise UserError("--inpaint and --resamplings apply to --prompt_audio; give the file")
-    if not 0 <= FLAGS.condition_level <= 1:
-        raise UserError(f"--condition_level must be in [0, 1] (got {FLAGS.condition_level})")
-    stages = load_stages()
+    if not 0 <= args.condition_level <= 1:
+        raise UserError(f"--condition_level must be in [0, 1] (got {args.condition_level})")
+    stages = load_stages(args)
     params, top = stages[0][0], stages[-1][0]  # the first stage's labels, the top one's rate
-    label = chosen_label(params)
+    label = chosen_label(args, params)
     model_rate = top.sample_rate
-    output_rate = FLAGS.output_rate or model_rate
+    output_rate = args.output_rate or model_rate
     if output_rate <= 0:
         raise UserError(f"--output_rate must be > 0 (got {output_rate})")
-    plans = [make_plan(stage, folder) for stage, folder in stages]
+    plans = [make_plan(args, stage, folder) for stage, folder in stages]
     # The top stage sets the length; each stage below runs on its share of it, with the input
     # audio of a variation or a continuation brought to its own rate.
-    options, model_samples, output_samples = stage_options(top, plans[-1], output_rate)
+    top_options, model_samples, output_samples = stage_options(args, top, plans[-1], output_rate)
     lengths = generation.stage_lengths([stage for stage, _ in stages], model_samples)
-    options = [stage_options(stage, plan, output_rate, length)[0] for (stage, _), plan, length
-               in zip(stages[:-1], plans[:-1], lengths[:-1])] + [options]
-    check_memory(model_samples, output_samples, min(FLAGS.batch_size, FLAGS.num_samples))
-    check_output_dir(FLAGS.output_dir)
-    if os.path.isdir(FLAGS.output_dir):
-        for path in remove_stale_partial_wavs(FLAGS.output_dir):
+    options = [stage_options(args, stage, plan, output_rate, length)[0]
+               for (stage, _), plan, length in zip(stages[:-1], plans[:-1], lengths[:-1])]
+    options.append(top_options)
+    check_memory(model_samples, output_samples, min(args.batch_size, args.num_samples))
+    check_output_dir(args)
+    if os.path.isdir(args.output_dir):
+        for path in remove_stale_partial_wavs(args.output_dir):
             print(f"removed {path}, left by a generate.py that was killed", file=sys.stderr)
-    dilated_conv, said = cli.dilated_conv(FLAGS, training=False)
-    model = load_model(stages, [option["plan"] for option in options], dilated_conv)
+    dilated_conv, said = cli.dilated_conv(args, training=False)
+    model = load_model(args, stages, [option["plan"] for option in options], dilated_conv)
     print("\n".join(filter(None, [KERNELS[1], said])), file=sys.stderr)
 
-    batches = math.ceil(FLAGS.num_samples / FLAGS.batch_size)
-    calls = (1 + FLAGS.corrector_steps) * (1 + FLAGS.resamplings)
-    progress = Progress(f"{FLAGS.num_samples} x {output_samples / output_rate:g} s, "
-                        f"{FLAGS.sampler}", batches,
-                        [(len(stage.plan) * calls, math.ceil(length / FLAGS.window))
-                         for stage, length in zip(model.stages, lengths)])
+    batches = math.ceil(args.num_samples / args.batch_size)
+    calls = (1 + args.corrector_steps) * (1 + args.resamplings)
+    progress = Progress(f"{args.num_samples} x {output_samples / output_rate:g} s, "
+                        f"{args.sampler}", batches,
+                        [(len(stage.plan) * calls, math.ceil(length / args.window))
+                         for stage, length in zip(model.stages, lengths)], report)
     for stage in model.stages:
         stage.on_window = progress.advance
-    common = dict(clip_x0=FLAGS.clip_x0, corrector_steps=FLAGS.corrector_steps,
-                  corrector_snr=FLAGS.corrector_snr)
+    common = dict(clip_x0=args.clip_x0, corrector_steps=args.corrector_steps,
+                  corrector_snr=args.corrector_snr)
     if len(stages) > 1:
-        common.update(condition_levels=[FLAGS.condition_level] * (len(stages) - 1),
+        common.update(condition_levels=[args.condition_level] * (len(stages) - 1),
                       stage_options=options)
     else:
         common.update(options[0])
-    started = time.perf_counter()
-    for first in range(0, FLAGS.num_samples, FLAGS.batch_size):
-        count = min(FLAGS.batch_size, FLAGS.num_samples - first)
-        audio = model.generate(count, model_samples, FLAGS.seed, first, label, FLAGS.guidance,
+    started, paths = time.perf_counter(), []
+    for first in range(0, args.num_samples, args.batch_size):
+        count = min(args.batch_size, args.num_samples - first)
+        audio = model.generate(count, model_samples, args.seed, first, label, args.guidance,
                                **common)
         for offset, clip in enumerate(audio.numpy()[..., 0]):
             # Clipped after resampling, whose filter can overshoot: 16-bit WAV must stay in +-1.
             clip = np.clip(resample(clip, model_rate, output_rate)[:output_samples], -1.0, 1.0)
-            path = output_path(first + offset)
+            path = output_path(args, first + offset)
             write_wav(path, clip, output_rate)
             print(path, flush=True)
+            paths.append(path)
     seconds = time.perf_counter() - started
-    audio_seconds = FLAGS.num_samples * output_samples / output_rate
-    print(f"wrote {FLAGS.num_samples} files, {audio_seconds:g} s of audio in {seconds:.1f} s "
+    audio_seconds = args.num_samples * output_samples / output_rate
+    print(f"wrote {args.num_samples} files, {audio_seconds:g} s of audio in {seconds:.1f} s "
           f"({seconds / audio_seconds:.3f} s per audio second) from {model.checkpoint}",
           file=sys.stderr)
+    return paths
 
 
 def main(argv):
