@@ -350,6 +350,7 @@ def parse(argv):
     which stays as it is: what `run` takes, for callers that build a command line (studio.py).
     UserError for a flag absl refuses."""
     args = copy.deepcopy(FLAGS)
+    args.unparse_flags()  # the defaults, whatever FLAGS was last parsed from
     try:
         args(argv)
     except flags.Error as error:

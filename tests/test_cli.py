@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import ROOT, command, run, tone, write_audio
+from conftest import ROOT, command, copy_model, run, tone, write_audio
 
 
 def test_inspect_prints_one_json_object_and_names_skipped_files(tmp_path):
@@ -44,7 +44,13 @@ def test_commands_print_plain_lines_and_absl_prefixes_only_when_asked(model_dir,
         "inspect": ("-m", "data.inspect", f"--data_dir={tmp_path / 'music'}", "--preset=tiny",
                     f"--cache_dir={tmp_path / 'cache'}"),
         "generate": ("generate.py", f"--model_dir={model_dir}", "--seconds=0.1",
-                     f"--output_dir={tmp_path / 'out'}"),
+                     "--num_samples=2", f"--output_dir={tmp_path / 'out'}"),
+        "evaluate": ("evaluate.py", f"--generated={tmp_path / 'out'}",
+                     f"--reference={tmp_path / 'out'}"),
+        "export": ("export.py", f"--model_dir={model_dir}", f"--output={tmp_path / 'saved'}"),
+        "search_schedule": ("search_schedule.py", f"--model_dir={copy_model(model_dir, tmp_path)}",
+                            "--steps=6", f"--reference={tmp_path / 'out'}", "--num_samples=1",
+                            "--seconds=0.3", "--budget_minutes=0"),
     }
     for name, args in runs.items():
         result = command(*args)
