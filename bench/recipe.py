@@ -137,7 +137,7 @@ def main():
            "steps_per_s": rates[-1] if rates else None,
            "peak_rss_mb": round(train_rss),
            "generate_s_per_audio_s": round(generate_seconds / (args.clips * args.seconds), 3),
-           **{key: round(value, 2) for key, value in scores.items()},
+           **{key: round(value, 4) for key, value in scores.items()},
            "params": {key: params[key] for key in (
                "residual_channels", "residual_layers", "dilation_cycle", "clip_samples",
                "batch_size", "learning_rate", "noise_steps", "beta_end", "loss")}}
