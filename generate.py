@@ -125,22 +125,24 @@ class Progress:
         self.total, self.done = batches * self.per_batch, 0
         self.start = self.shown = self.reported = time.perf_counter()
         self.terminal = sys.stderr.isatty()
-        self.report = report
+        self.report, self.reported_stage = report, None
 
     def advance(self, *_):
         """Called after each window of each network call of each stage of each batch."""
         self.done += 1
         now = time.perf_counter()
         last = self.done == self.total
-        show = now - self.shown >= (0.2 if self.terminal else 5.0) or last
-        report = self.report and (now - self.reported >= 0.2 or last)
-        if not (show or report):
-            return
         batch, rest = divmod(self.done - 1, self.per_batch)
         for number, (steps, windows) in enumerate(self.stages, 1):
             if rest < steps * windows:
                 break
             rest -= steps * windows
+        show = now - self.shown >= (0.2 if self.terminal else 5.0) or last
+        # A page hears of every stage as it starts, however fast it runs.
+        report = self.report and (now - self.reported >= 0.2 or last
+                                  or number != self.reported_stage)
+        if not (show or report):
+            return
         step, window = divmod(rest, windows)
         fraction = self.done / self.total
         eta = time.strftime("%H:%M:%S", time.gmtime((now - self.start) * (1 / fraction - 1)))
@@ -149,7 +151,7 @@ class Progress:
                 f"{batch + 1}/{self.batches} {where}step {step + 1}/{steps} window "
                 f"{window + 1}/{windows}  ETA {eta}")
         if report:
-            self.reported = now
+            self.reported, self.reported_stage = now, number
             self.report(fraction, line)
         if show:
             self.shown = now

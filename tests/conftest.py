@@ -138,6 +138,15 @@ def clips(tmp_path_factory, worker_id):
     return _session_folder(tmp_path_factory, worker_id) / "clips"
 
 
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, clips, request):
+    """A folder of the test module's own; its `cache` is the session's shared clip cache."""
+    folder = tmp_path_factory.mktemp(request.module.__name__.removeprefix("test_"))
+    clips.mkdir(parents=True, exist_ok=True)
+    (folder / "cache").symlink_to(clips)
+    return folder
+
+
 def _trained_once(tmp_path_factory, worker_id, name, args, make_data=None):
     """train.py ARGS run once in the test session into SESSION/NAME/model (its output in
     SESSION/NAME/train.log), read-only for every test; `make_data(folder)` first writes its

@@ -32,15 +32,6 @@ sys.exit(train.main(["train.py"] + sys.argv[2:]))
 """
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory, clips):
-    """The module's folder; its `cache` is the session's shared clip cache."""
-    folder = tmp_path_factory.mktemp("distribute")
-    clips.mkdir(parents=True, exist_ok=True)
-    (folder / "cache").symlink_to(clips)
-    return folder
-
-
 def tiny_flags(workspace, model_dir, *flags):
     return [*TINY, f"--model_dir={model_dir}",
             f"--cache_dir={workspace / 'cache'}", "--log_every=1", *flags]

@@ -168,3 +168,13 @@ def test_an_upload_that_is_not_audio_shows_one_message_and_the_server_goes_on(se
     assert "notes.wav: not readable as audio" in text and "Traceback" not in text
     with urllib.request.urlopen(url) as response:  # still serving
         assert response.status == 200
+
+
+def test_a_cascades_take_reports_its_progress_stage_by_stage(cascade_dir, tmp_path):
+    reports = []
+    studio.Studio(tmp_path / "work").take(settings(cascade_dir),
+                                          lambda fraction, line: reports.append((fraction, line)))
+    fractions = [fraction for fraction, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("stage 1/2" in line for _, line in reports)
+    assert "stage 2/2" in reports[-1][1]

@@ -11,15 +11,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import TINY, command, copy_model, run
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory, clips):
-    """The module's folder; its `cache` is the session's shared clip cache."""
-    folder = tmp_path_factory.mktemp("train")
-    clips.mkdir(parents=True, exist_ok=True)
-    (folder / "cache").symlink_to(clips)
-    return folder
-
-
 def train(workspace, model_dir, *flags):
     return command("train.py", *TINY, f"--model_dir={model_dir}",
                f"--cache_dir={workspace / 'cache'}", "--log_every=10", *flags)
