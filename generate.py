@@ -32,7 +32,6 @@ import numpy as np  # noqa: E402
 from data import load_audio  # noqa: E402
 from data.audio_files import remove_stale_partial_wavs, resample, write_wav  # noqa: E402
 from diffusion import Diffusion, generation, samplers  # noqa: E402
-from network import checkpoints  # noqa: E402
 from params import UserError  # noqa: E402
 
 FLAGS = flags.FlagValues()
@@ -171,17 +170,11 @@ def make_plan(args, params, model_dir):
 
 def load_stages(args):
     """[(params, model dir)] of --model_dir's model, or of its cascade's stages, lowest first."""
-    if not generation.is_cascade(args.model_dir):
-        return [(checkpoints.load_params(args.model_dir), args.model_dir)]
-    if args.checkpoint is not None:
+    if args.checkpoint is not None and generation.is_cascade(args.model_dir):
         raise UserError(f"--checkpoint picks one model's checkpoint; --model_dir="
                         f"{args.model_dir} is a cascade, whose stages each generate from their "
                         "latest (give a stage's folder to use another of its checkpoints)")
-    stages = [(checkpoints.load_params(folder), folder)
-              for folder in generation.stage_dirs(args.model_dir)]
-    generation.check_chain([params for params, _ in stages],
-                           [os.path.relpath(folder) for _, folder in stages])
-    return stages
+    return generation.stage_params(args.model_dir)
 
 
 def load_model(args, stages, plans, dilated_conv):
@@ -265,8 +258,8 @@ def chosen_label(args, params):
 
 
 def check_output_dir(args):
-    """UserError unless `path` is, or can be made, a writable folder and no output file name
-    is taken by a folder. Creates nothing."""
+    """UserError unless --output_dir is, or can be made, a writable folder and no output file
+    name is taken by a folder. Creates nothing."""
     for index in range(args.num_samples):
         if os.path.isdir(output_path(args, index)):
             raise UserError(f"{output_path(args, index)} is a folder; move it or choose another "
@@ -286,7 +279,8 @@ def stage_options(args, params, plan, output_rate, model_samples=None):
     start, or the known audio of a continuation, at its rate), its length in samples and the
     file's (None for a stage below the top, whose length `model_samples` is given)."""
     if args.init_audio is not None:
-        plan, start, model_samples, output_samples = variation_start(args, params, plan, output_rate)
+        plan, start, model_samples, output_samples = variation_start(args, params, plan,
+                                                                     output_rate)
         return {"plan": plan, "start": start}, model_samples, output_samples
     if args.prompt_audio is not None:
         keep, model_samples, output_samples = known_audio(args, params, output_rate, model_samples)

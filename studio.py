@@ -33,7 +33,6 @@ import soundfile  # noqa: E402
 
 import generate  # noqa: E402
 from diffusion import generation, samplers  # noqa: E402
-from network import checkpoints  # noqa: E402
 from util import UserError, default_cache_dir  # noqa: E402
 
 SHIPPED = "pretrained/soundtracks-cascade"
@@ -75,9 +74,7 @@ def label_names(model_dir):
     """The labels a model (a cascade: its first stage) can generate; () for an unconditional
     one or a folder that is not a model."""
     try:
-        first = (generation.stage_dirs(model_dir)[0] if generation.is_cascade(model_dir)
-                 else model_dir)
-        return tuple(checkpoints.load_params(first).label_names)
+        return tuple(generation.stage_params(model_dir)[0][0].label_names)
     except (UserError, OSError, IndexError, ValueError):
         return ()
 
@@ -212,8 +209,7 @@ def serve():
     cli.configure_runtime(FLAGS)
     models = find_models(FLAGS.model_roots)
     if FLAGS.model_dir not in models:
-        checkpoints.load_params(generation.stage_dirs(FLAGS.model_dir)[0]
-                                if generation.is_cascade(FLAGS.model_dir) else FLAGS.model_dir)
+        generation.stage_params(FLAGS.model_dir)  # refuses what is not a model, in one line
         models.insert(0, FLAGS.model_dir)
     page = build_page(Studio(FLAGS.work_dir), FLAGS.model_dir, models)
     print("\n".join(filter(None, [KERNELS[1], f"models: {', '.join(models)}",

@@ -11,8 +11,9 @@ process's own CPU time (user + system, read from /proc), so work beside it does 
 budget; --minutes counts wall time. Each row gives both, and `train_cpu_s`, the CPU seconds
 summed over every call of this --name (the budget a recipe is compared at). Then generate.py
 writes --clips clips of --seconds with `fast` (EMA weights) and they are scored at the band of
-YARDSTICK (bench/calibrate.py's --out) against its reference set. Prints one JSON line: the config, steps, steps/s, peak memory,
-generation time and the distances; appends it to --runs/recipe.jsonl.
+YARDSTICK (bench/calibrate.py's --out) against its reference set. Prints one JSON line: the
+config, steps, steps/s, peak memory, generation time and the distances; appends it to
+--runs/recipe.jsonl.
 """
 
 import argparse

@@ -163,6 +163,16 @@ def stage_dirs(model_dir):
     return [os.path.join(model_dir, name) for name in names]
 
 
+def stage_params(model_dir):
+    """[(Params, folder)] of model_dir's model, or of each stage of its cascade, lowest rate
+    first, checked to chain (`check_chain`) before any weights load."""
+    if not is_cascade(model_dir):
+        return [(checkpoints.load_params(model_dir), model_dir)]
+    stages = [(checkpoints.load_params(folder), folder) for folder in stage_dirs(model_dir)]
+    check_chain([params for params, _ in stages], [os.path.relpath(folder) for _, folder in stages])
+    return stages
+
+
 def stage_lengths(stages, samples):
     """Samples each stage (its Params, lowest rate first) generates for `samples` at the top
     rate; `samples` may be a tensor."""

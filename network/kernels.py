@@ -170,6 +170,12 @@ def judged(entry):
     return {**entry, "choice": choice, "sure": clear and not entry["busy"]}
 
 
+def measured_again(entry):
+    """Whether the next run that starts on a quiet machine measures this entry again: one taken
+    under load until a quiet measurement replaces it, a close call up to MEASUREMENTS times."""
+    return not entry["sure"] and (entry["busy"] or entry["measurements"] < MEASUREMENTS)
+
+
 def _read(path):
     try:
         with open(path) as file:
@@ -222,10 +228,7 @@ def choose(job, argv=None, cache_dir=None):
     entry = _read(path).get(key)
     entry = judged(entry) if entry else None
     when = "remembered in"
-    # Measured again on a quiet start: an entry taken under load until a quiet measurement
-    # replaces it, a close call up to MEASUREMENTS times.
-    again = (entry is not None and not entry["sure"]
-             and (entry["busy"] or entry["measurements"] < MEASUREMENTS)
+    again = (entry is not None and measured_again(entry)
              and machine_busy_share() <= BUSY_SHARE)
     if entry is None or again:
         # Silent: a mistake in the command line must still give one line.
@@ -242,8 +245,7 @@ def choose(job, argv=None, cache_dir=None):
     doubt = ""
     if not entry["sure"]:
         doubt = (", under load" if entry["busy"] else ", too close to call") + (
-            "; measured again on a quieter run"
-            if entry["busy"] or entry["measurements"] < MEASUREMENTS
+            "; measured again on a quieter run" if measured_again(entry)
             else f"; the better worst case after {entry['measurements']} measurements")
     return kernels, (f"kernels: {kernels} (measured for {job} on this CPU: oneDNN "
                      f"{onednn * 1000:.0f} ms, stock {stock * 1000:.0f} ms a probe step{doubt}, "
