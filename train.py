@@ -38,7 +38,7 @@ import data  # noqa: E402
 import params as params_lib  # noqa: E402
 import util  # noqa: E402
 from data.audio_files import find_audio_files  # noqa: E402
-from diffusion import SNR_REFUSE, SNR_WARN, Diffusion, samplers  # noqa: E402
+from diffusion import SNR_REFUSE, SNR_WARN, Diffusion, generation, samplers  # noqa: E402
 from network import DiffWave, checkpoints, runtime  # noqa: E402
 
 FLAGS = flags.FlagValues()
@@ -60,6 +60,11 @@ flags.DEFINE_string("init_from", None, "Fine-tune: start from the EMA weights of
                     "architecture and diffusion params; step counter and optimiser start fresh. "
                     "A --model_dir that already has checkpoints resumes instead.",
                     flag_values=FLAGS)
+flags.DEFINE_string("stage", None, "With a cascade (a folder with cascade.json, such as "
+                    "pretrained/NAME) as --init_from or --model_dir: the stage to train, by its "
+                    "folder name (default: the first, the sketch). Fine-tuning a cascade makes "
+                    "--model_dir a cascade too: the stage trained there, beside copies of the "
+                    "others, so generate.py runs the whole chain.", flag_values=FLAGS)
 flags.DEFINE_boolean("recompute", False, "Keep only each residual layer's input for the "
                      "backward pass and recompute the rest there: about half the training "
                      "memory for about a fifth more time (bench/README.md).", flag_values=FLAGS)
@@ -560,11 +565,80 @@ def check_schedule(diffusion, data_variance, allow_high_snr):
 
 
 @dataclasses.dataclass
+class Target:
+    """Where a run trains: `model_dir` (--model_dir, or the stage's folder in it when it is a
+    cascade) and `init_from` (the folder whose weights start it: --init_from, or its stage's
+    folder). Fine-tuning a cascade also names `cascade` (--model_dir) and `stages` (its stages'
+    folder names, each with the --init_from stage it starts from): `make_cascade` writes the
+    cascade there, copying the stages it does not train."""
+    model_dir: str
+    init_from: str | None
+    cascade: str | None = None
+    stages: dict = dataclasses.field(default_factory=dict)
+
+    def make_cascade(self):
+        """Writes --model_dir's cascade.json and copies of the stages it does not train."""
+        if not self.cascade or generation.is_cascade(self.cascade):
+            return
+        for name, source in self.stages.items():
+            copy = os.path.join(self.cascade, name)
+            if copy != self.model_dir and not os.path.isdir(copy):  # not copied by a killed run
+                checkpoints.copy_model(source, copy)
+        util.write_json(os.path.join(self.cascade, generation.CASCADE_FILE),
+                        {"stages": list(self.stages)})
+
+
+def local_stages(cascade):
+    """{folder name in a fine-tuned copy: stage folder} of a cascade, lowest rate first: a
+    stage beside its cascade.json keeps its name, one elsewhere becomes stageN."""
+    names = generation.stage_names(cascade)
+    beside = [os.path.basename(name) == name and name not in (".", "..") for name in names]
+    return {name if plain else f"stage{number}": folder for number, (name, plain, folder) in
+            enumerate(zip(names, beside, generation.stage_dirs(cascade)), 1)}
+
+
+def chosen_stage(stage, names, flag):
+    """--stage, or the first stage when it is left out; UserError when it is not in names."""
+    if stage and stage not in names:
+        raise params_lib.UserError(f"--stage={stage}: {flag} has the stages "
+                                   f"{', '.join(names)}; give one of them")
+    return stage or names[0]
+
+
+def training_target(model_dir, init_from, stage):
+    """The Target of --model_dir, --init_from and --stage; UserError for a --stage that is not
+    one of the cascade's, or for fine-tuning a cascade into a folder that holds another model."""
+    if init_from and generation.is_cascade(init_from):
+        stages = local_stages(init_from)
+        stage = chosen_stage(stage, list(stages), f"--init_from={init_from}")
+        if generation.is_cascade(model_dir):
+            if generation.stage_names(model_dir) != list(stages):
+                raise params_lib.UserError(
+                    f"--model_dir={model_dir} is a cascade of other stages "
+                    f"({', '.join(generation.stage_names(model_dir))}) than --init_from="
+                    f"{init_from}; give a new --model_dir")
+        elif os.path.exists(os.path.join(model_dir, "params.json")):
+            raise params_lib.UserError(
+                f"--model_dir={model_dir} holds a single model; fine-tuning the cascade "
+                f"--init_from={init_from} makes a cascade: give a new --model_dir")
+        return Target(os.path.join(model_dir, stage), stages[stage], model_dir, stages)
+    if generation.is_cascade(model_dir):
+        stage = chosen_stage(stage, generation.stage_names(model_dir), f"--model_dir={model_dir}")
+        return Target(os.path.join(model_dir, stage), init_from)
+    if stage:
+        raise params_lib.UserError(f"--stage={stage} names a stage of a cascade, but neither "
+                                   f"--model_dir={model_dir} nor --init_from is one (no "
+                                   f"{generation.CASCADE_FILE}); drop --stage")
+    return Target(model_dir, init_from)
+
+
+@dataclasses.dataclass
 class Run:
-    """What `prepare_run` checked and made ready: the params (as saved in the model dir), the
-    clip cache, the strategy, the checkpoint whose EMA weights start a fine-tuning run (or
-    None), the dilated-convolution path and the line saying why, and the model dir's lock (an
-    open file: the run holds the folder while it lives)."""
+    """What `prepare_run` checked and made ready: the folder it trains in, the params (as saved
+    there), the clip cache, the strategy, the checkpoint whose EMA weights start a fine-tuning
+    run (or None), the dilated-convolution path and the line saying why, and the model dir's
+    lock (an open file: the run holds the folder while it lives)."""
+    model_dir: str
     params: params_lib.Params
     clip_cache: data.ClipCache
     strategy: tf.distribute.Strategy
@@ -576,23 +650,24 @@ class Run:
 
 def prepare_run():
     """Every check of the flags and the model dir, in the order that refuses a mistake before
-    minutes of preprocessing, then the clip cache; the params are saved in --model_dir."""
-    model_dir = FLAGS.model_dir
+    minutes of preprocessing, then the clip cache; the params are saved in the model dir."""
     # First: threads and a multi-worker cluster can only be set before TensorFlow runs an op.
     cli.configure_runtime(FLAGS)
     strategy = runtime.make_strategy(FLAGS.strategy)
     cli.require_positive(FLAGS, "max_steps", "checkpoint_every", "log_every", "sample_every")
-    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
-        raise params_lib.UserError(f"--model_dir={model_dir} is a file; give a folder")
-    params = resolve_params(model_dir, FLAGS.init_from)
+    if os.path.exists(FLAGS.model_dir) and not os.path.isdir(FLAGS.model_dir):
+        raise params_lib.UserError(f"--model_dir={FLAGS.model_dir} is a file; give a folder")
+    target = training_target(FLAGS.model_dir, FLAGS.init_from, FLAGS.stage)
+    model_dir = target.model_dir
+    params = resolve_params(model_dir, target.init_from)
     if params.upsample_from:
         check_upsampler(params)
         if not params.gain_rate:  # as loud as the stage below makes it (params.gain_rate)
             params = dataclasses.replace(params, gain_rate=params.upsample_from)
-    check_labels(params, model_dir)
+    check_labels(params, model_dir, target.init_from)
     check_replicas(params, strategy)
     check_precision(params)
-    init_from = resume_or_init_from(params, model_dir)
+    init_from = resume_or_init_from(params, model_dir, target.init_from)
     chief = runtime.is_chief(strategy)
     # One train.py per --model_dir: `lock`, an open file, holds it while the run lives; taken
     # before preprocessing when the folder exists.
@@ -604,6 +679,8 @@ def prepare_run():
     check_schedule(Diffusion.from_params(params), clip_cache.manifest["train_variance"],
                    FLAGS.allow_high_snr)
     keras.utils.set_random_seed(FLAGS.seed)
+    if chief:
+        target.make_cascade()
     os.makedirs(model_dir, exist_ok=True)
     lock = lock or (checkpoints.lock_model_dir(model_dir) if chief else None)
     params.save(os.path.join(model_dir, "params.json"))
@@ -613,14 +690,14 @@ def prepare_run():
         print("labels: " + ", ".join(f"{name} ({counts.get(name, 0)} clips)"
                                      for name in params.label_names), flush=True)
     dilated_conv, said = cli.dilated_conv(FLAGS, training=True)
-    return Run(params, clip_cache, strategy, init_from, dilated_conv, said, lock)
+    return Run(model_dir, params, clip_cache, strategy, init_from, dilated_conv, said, lock)
 
 
-def check_labels(params, model_dir):
+def check_labels(params, model_dir, init_from):
     """--labels=folders only on a new model; a labelled run's data in label folders."""
     resuming = os.path.exists(os.path.join(model_dir, "params.json"))
-    if FLAGS.labels == "folders" and (resuming or FLAGS.init_from) and not params.label_names:
-        source = f"--model_dir={model_dir}" if resuming else f"--init_from={FLAGS.init_from}"
+    if FLAGS.labels == "folders" and (resuming or init_from) and not params.label_names:
+        source = f"--model_dir={model_dir}" if resuming else f"--init_from={init_from}"
         raise params_lib.UserError(
             f"--labels=folders: {source} holds an unconditional model, and labels would change "
             "its architecture; train a labelled model from scratch in a new --model_dir")
@@ -636,14 +713,14 @@ def check_precision(params):
             "train dilated float16 convolutions; on CPU use --precision=mixed_bfloat16")
 
 
-def resume_or_init_from(params, model_dir):
-    """The --init_from checkpoint that starts a fresh run, or None: when --model_dir has
+def resume_or_init_from(params, model_dir, init_from):
+    """The checkpoint of `init_from` that starts a fresh run, or None: when model_dir has
     checkpoints (checked to fit `params`) the run resumes from them instead."""
     latest = checkpoints.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     if not latest:
-        return init_checkpoint(params, FLAGS.init_from)
+        return init_checkpoint(params, init_from)
     check_checkpoint(params, latest, model_dir)  # before minutes of preprocessing
-    if FLAGS.init_from:
+    if init_from:
         print(f"--init_from ignored: --model_dir={model_dir} has checkpoints; resuming",
               flush=True)
     return None
@@ -652,7 +729,7 @@ def resume_or_init_from(params, model_dir):
 def train():
     run = prepare_run()
     print("\n".join(filter(None, [KERNELS[1], run.dilated_conv_line])), flush=True)
-    trainer = Trainer(run.params, run.clip_cache, FLAGS.model_dir, run.strategy, FLAGS.jit,
+    trainer = Trainer(run.params, run.clip_cache, run.model_dir, run.strategy, FLAGS.jit,
                       run.dilated_conv, FLAGS.recompute, run.init_from)
     try:
         trainer.train(FLAGS.max_steps, FLAGS.seed, FLAGS.log_every, FLAGS.checkpoint_every,

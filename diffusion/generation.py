@@ -151,6 +151,11 @@ def is_cascade(model_dir):
 
 def stage_dirs(model_dir):
     """The stages' model dirs that model_dir's CASCADE_FILE lists, lowest rate first."""
+    return [os.path.join(model_dir, name) for name in stage_names(model_dir)]
+
+
+def stage_names(model_dir):
+    """The stages' folders, as model_dir's CASCADE_FILE names them, lowest rate first."""
     path = os.path.join(model_dir, CASCADE_FILE)
     try:
         with open(path) as file:
@@ -160,7 +165,7 @@ def stage_dirs(model_dir):
                         '{"stages": ["sketch", "upsampler", ...]}, folders beside it') from None
     if not names or not all(isinstance(name, str) for name in names):
         raise UserError(f"{path}: \"stages\" must list one or more folders")
-    return [os.path.join(model_dir, name) for name in names]
+    return names
 
 
 def stage_params(model_dir):

@@ -67,6 +67,21 @@ def latest_checkpoint(folder):
     return on_disk[-1] if on_disk else None
 
 
+def copy_model(source, target):
+    """Copies what generating from model dir `source` needs, its params.json and its latest
+    checkpoint, into a new model dir `target` (written beside it and renamed into place)."""
+    latest = latest_checkpoint(os.path.join(source, "checkpoints"))
+    if latest is None:
+        raise UserError(f"{source} holds no checkpoint; give a model dir that train.py wrote")
+    partial = f"{target}.partial"
+    shutil.rmtree(partial, ignore_errors=True)  # what an interrupted copy left
+    os.makedirs(os.path.join(partial, "checkpoints"))
+    shutil.copy(os.path.join(source, "params.json"), partial)
+    for path in glob.glob(glob.escape(latest) + ".*"):
+        shutil.copy(path, os.path.join(partial, "checkpoints"))
+    os.rename(partial, target)
+
+
 def repair_index(folder):
     """Rewrites `folder`'s index file when it does not name the checkpoint `latest_checkpoint`
     finds, so that tf.train.CheckpointManager resumes from it (and rotates the ones on disk)

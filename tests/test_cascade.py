@@ -296,3 +296,57 @@ def test_a_labelled_sketch_takes_the_label_through_an_unlabelled_upsampler_to_22
         below = sketch.generate(1, 2205, label=index, guidance=2.0)
         again = upsampler.generate(1, len(files[label]), below=below, stage=1).numpy()
         np.testing.assert_allclose(np.clip(again[0, :, 0], -1, 1), files[label], atol=2 / 32768)
+
+
+def test_fine_tuning_a_cascade_trains_one_stage_and_leaves_a_cascade_of_copies(cascade_dir,
+                                                                               tmp_path):
+    """train.py --init_from=CASCADE on new music trains its sketch (--stage: another stage) in
+    --model_dir/STAGE, beside copies of the stages it leaves as they are, so generate.py runs
+    --model_dir as a cascade; the same command resumes; a stage that is not there, a folder
+    that holds one model and --stage without a cascade are refused in one line."""
+    from conftest import tone, write_audio
+    from test_bad_input import assert_one_line_refusal
+    for index, frequency in enumerate((220.0, 330.0)):
+        write_audio(str(tmp_path / "mine" / f"{index}.wav"), tone(3.0, 22050, frequency), 22050)
+
+    def train(model_dir, *flags):
+        return command("train.py", f"--init_from={cascade_dir}", f"--model_dir={model_dir}",
+                       f"--data_dir={tmp_path / 'mine'}", f"--cache_dir={tmp_path / 'cache'}",
+                       "--checkpoint_every=2", *flags)
+
+    tuned = tmp_path / "tuned"
+    result = train(tuned, "--max_steps=2")
+    assert result.returncode == 0, result.stderr
+    assert (f"starting from the EMA weights of {cascade_dir}/sketch/checkpoints/ckpt-30"
+            in result.stdout)
+    assert json.loads((tuned / "cascade.json").read_text()) == {
+        "stages": ["sketch", "upsampler"]}
+    assert sorted(p.name for p in (tuned / "sketch" / "checkpoints").glob("*.index")) == [
+        "ckpt-2.index"]
+    for name in ("params.json", "checkpoints/ckpt-30.index",
+                 "checkpoints/ckpt-30.data-00000-of-00001"):
+        assert (tuned / "upsampler" / name).read_bytes() == (
+            cascade_dir / "upsampler" / name).read_bytes()
+    generated = command("generate.py", f"--model_dir={tuned}", "--seconds=0.5",
+                        f"--output_dir={tmp_path / 'out'}")
+    assert generated.returncode == 0, generated.stderr
+    audio, rate = soundfile.read(tmp_path / "out" / "fast_seed0_000.wav")
+    assert rate == 7350 and len(audio) == 3675 and np.isfinite(audio).all()
+    resumed = train(tuned, "--max_steps=3")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from step 2" in resumed.stdout
+
+    upsampler = train(tmp_path / "tuned_up", "--stage=upsampler", "--max_steps=1")
+    assert upsampler.returncode == 0, upsampler.stderr
+    assert (tmp_path / "tuned_up" / "upsampler" / "checkpoints" / "ckpt-1.index").exists()
+    assert (tmp_path / "tuned_up" / "sketch" / "params.json").read_bytes() == (
+        cascade_dir / "sketch" / "params.json").read_bytes()
+
+    assert_one_line_refusal(train(tmp_path / "a", "--stage=vocoder"),
+                            f"--stage=vocoder: --init_from={cascade_dir} has the stages "
+                            "sketch, upsampler; give one of them")
+    assert_one_line_refusal(train(tuned / "sketch"), "holds a single model; fine-tuning")
+    assert_one_line_refusal(
+        command("train.py", f"--model_dir={tmp_path / 'b'}", "--stage=sketch"),
+        "--stage=sketch names a stage of a cascade")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -57,3 +57,13 @@ def test_the_shipped_cascade_is_the_cpu_preset_at_two_rates():
 
 def test_the_shipped_cascade_generates_finite_music_like_audio_of_the_asked_length(tmp_path):
     generates_music_like_clips(CASCADE, tmp_path)
+
+
+def test_fine_tuning_the_shipped_cascade_refuses_another_architecture_in_one_line(tmp_path):
+    from conftest import command
+    from test_bad_input import assert_one_line_refusal
+    result = command("train.py", f"--init_from={CASCADE}", "--residual_channels=64",
+                     f"--model_dir={tmp_path / 'mine'}")
+    assert_one_line_refusal(result, f"--init_from={CASCADE}/sketch holds a model with other "
+                            "architecture/diffusion params (residual_channels 48 -> 64)")
+    assert not (tmp_path / "mine").exists()
