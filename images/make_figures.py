@@ -2,12 +2,14 @@
 
   pip install matplotlib && python images/make_figures.py [--curves=MODEL_DIR]
       [--recipe=runs/recipe/recipe.jsonl --run=c48l10 --yardstick=/tmp/yardstick]
+      [--core_hours=bench/core_hours.jsonl --yardstick=/tmp/yardstick_7350]
       [--generated=FOLDER --real=FOLDER] [--variations LABEL=FILE ...]
       [--continuation LABEL=FILE ... --seam=SECONDS]
 
 --curves (a train.py --model_dir) adds its loss curves; --recipe the distances of one
 bench/recipe.py run over its training steps, against the calibration rows of
-bench/calibrate.py's --yardstick; --generated and --real spectrograms of generated clips beside
+bench/calibrate.py's --yardstick; --core_hours each model's distances over the CPU time it
+trained; --generated and --real spectrograms of generated clips beside
 real ones; --variations spectrograms of variations of one clip; --continuation spectrograms of
 continuations of one prompt, its end (--seam) marked.
 """
@@ -167,6 +169,32 @@ def distances_figure(recipe_path, run, yardstick, path):
     fig.savefig(path, dpi=110)
 
 
+def core_hours_figure(rows_path, yardstick, path):
+    """The distances at 7350 Hz of each model of rows_path (JSON lines: model, core_hours and
+    the distances) over the CPU time it trained, with the calibration rows as lines."""
+    with open(rows_path) as file:
+        rows = [json.loads(line) for line in file if line.strip()]
+    with open(os.path.join(yardstick, "calibration.jsonl")) as file:
+        calibration = {row["row"]: row for row in map(json.loads, file)}
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(CALIBRATION_ROWS)))
+    for axis, key in zip(axes, ("frechet_mel", "frechet_mfcc", "kid")):
+        for number, model in enumerate(models):
+            points = sorted((row["core_hours"], row[key]) for row in rows if row["model"] == model)
+            axis.plot(*zip(*points), "o-", color=f"C{number + 3}", label=model)
+        for color, (name, label) in zip(colors, CALIBRATION_ROWS.items()):
+            axis.axhline(calibration[name][key], color=color, ls="--", lw=1, label=label)
+        axis.set_yscale("log")
+        axis.set_xlabel("core-hours of training (CPU time, all stages)")
+        axis.set_title(key)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Distance to held-out music at 7350 Hz (32 x 10 s, fast; lower is closer)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def spectrograms_figure(generated, real, path, count=3, rate=params_lib.BASE.sample_rate):
     """The first `count` clips of each folder (at the model rate) as spectrograms, in two rows."""
     fig, axes = plt.subplots(2, count, figsize=(4 * count, 5.5), sharex=True, sharey=True)
@@ -208,6 +236,8 @@ if __name__ == "__main__":
     parser.add_argument("--recipe", help="a bench/recipe.py recipe.jsonl")
     parser.add_argument("--run", help="the run of --recipe to draw")
     parser.add_argument("--yardstick", help="bench/calibrate.py's --out")
+    parser.add_argument("--core_hours", help="JSON lines of distances over core-hours "
+                        "(bench/core_hours.jsonl), drawn against --yardstick's rows (7350 Hz)")
     parser.add_argument("--generated", help="a folder of generated clips")
     parser.add_argument("--real", help="a folder of real clips at the model rate")
     parser.add_argument("--rate", type=int, default=params_lib.BASE.sample_rate,
@@ -232,6 +262,9 @@ if __name__ == "__main__":
     if args.recipe:
         distances_figure(args.recipe, args.run, args.yardstick,
                          os.path.join(here, "distances_over_training.png"))
+    if args.core_hours:
+        core_hours_figure(args.core_hours, args.yardstick,
+                          os.path.join(here, "distances_over_core_hours.png"))
     if args.generated:
         spectrograms_figure(args.generated, args.real, os.path.join(here, args.name),
                             rate=args.rate)
