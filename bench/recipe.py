@@ -13,7 +13,8 @@ summed over every call of this --name (the budget a recipe is compared at). Then
 writes --clips clips of --seconds with `fast` (EMA weights) and they are scored at the band of
 YARDSTICK (bench/calibrate.py's --out) against its reference set. Prints one JSON line: the
 config, steps, steps/s, peak memory, generation time and the distances; appends it to
---runs/recipe.jsonl.
+--runs/recipe.jsonl and logs the distances in the run's TensorBoard folder, so
+`tensorboard --logdir=RUNS` compares the runs' params and distances in its HParams dashboard.
 """
 
 import argparse
@@ -44,6 +45,19 @@ def generate_and_score(model_dir, out, yardstick, reference, clips, seconds, gen
         sys.exit(f"error: generate.py failed:\n{generated.stderr[-2000:]}")
     generate_seconds = time.perf_counter() - started
     return generate_seconds, calibrate.score_folder(out, yardstick, reference)
+
+
+def log_scores(model_dir, row):
+    """The row's distances and training CPU-hours as TensorBoard scalars (`yardstick/...`) in
+    model_dir at the row's step, beside the params train.py logged there: TensorBoard's HParams
+    dashboard then compares the runs of --runs by them."""
+    import tensorflow as tf
+    writer = tf.summary.create_file_writer(model_dir)
+    with writer.as_default(step=row["steps"]):
+        for key in ("frechet_mel", "frechet_mfcc", "kid"):
+            tf.summary.scalar(f"yardstick/{key}", row[key])
+        tf.summary.scalar("yardstick/train_cpu_hours", row["train_cpu_s"] / 3600)
+    writer.close()
 
 
 def cpu_seconds(pid):
@@ -142,6 +156,7 @@ def main():
            "params": {key: params[key] for key in (
                "residual_channels", "residual_layers", "dilation_cycle", "clip_samples",
                "batch_size", "learning_rate", "noise_steps", "beta_end", "loss")}}
+    log_scores(model_dir, row)
     print(json.dumps(row))
     with open(os.path.join(args.runs, "recipe.jsonl"), "a") as file:
         file.write(json.dumps(row) + "\n")

@@ -1,9 +1,13 @@
-"""The timing scripts bench/kernels.py runs still run the project's code (a change to the model's
-inputs once broke bench/train.py unnoticed): each on the tiny network, its JSON line checked."""
+"""The bench scripts still run the project's code (a change to the model's inputs once broke
+bench/train.py unnoticed): each on the tiny network, its JSON line checked."""
 
 import json
 
-from conftest import run
+import numpy as np
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import run, tone, write_audio
 
 
 def last_json(done):
@@ -22,3 +26,38 @@ def test_bench_generate_times_one_evaluation():
     result = last_json(run("bench/generate.py", "--preset=tiny", "--measure=forward",
                            "--forward_samples=2000", "--kernels=onednn"))
     assert result["forward_ms"] > 0 and result["onednn"]
+
+
+def test_a_recipe_row_trains_scores_at_the_band_and_logs_its_distances_for_hparams(tmp_path):
+    """split_music.py, calibrate.py at 2450 Hz and recipe.py on a few tones laid out as
+    get_more_music.sh writes music: the row's JSON line, its line in recipe.jsonl, and its
+    distances as scalars beside the params train.py logs (what the HParams dashboard reads)."""
+    music, rows = tmp_path / "music", ["clip\tsoundtrack\ttrack"]
+    for number in range(8):
+        soundtrack, track = f"s{number % 2}", f"t{number // 2 % 2}"
+        clip = f"{soundtrack}/{track}_{number}.wav"
+        write_audio(str(music / clip), tone(3.0, 22050, 110.0 * (1 + number), 0.3), 22050)
+        rows.append(f"{clip}\t{soundtrack}\t{track}")
+    (music / "tracks.tsv").write_text("\n".join(rows) + "\n")
+    assert run("bench/split_music.py", f"--music={music}", "--heldout_share=0.5").returncode == 0
+    yardstick = tmp_path / "yardstick"
+    calibrated = run("bench/calibrate.py", f"--split={music / 'split'}", f"--out={yardstick}",
+                     "--clips=2", "--seconds=1", "--rate=2450")
+    assert calibrated.returncode == 0, calibrated.stderr[-2000:]
+    row = last_json(run("bench/recipe.py", "--name=r", "--cpu_minutes=5",
+                        f"--split={music / 'split'}", f"--yardstick={yardstick}",
+                        f"--runs={tmp_path / 'runs'}", "--preset=tiny", "--clips=2",
+                        "--seconds=1", "--", "--decimation=9", "--residual_layers=2",
+                        "--max_steps=3", "--checkpoint_every=3",
+                        env_extra={"TF_ENABLE_ONEDNN_OPTS": "0"}))  # no kernel probes
+    assert row["steps"] == 3 and row["params"]["residual_layers"] == 2
+    assert 0 < row["train_cpu_s"] < 300 and row["frechet_mel"] > 0
+    logged = json.loads((tmp_path / "runs" / "recipe.jsonl").read_text().splitlines()[-1])
+    assert logged == row
+    events = EventAccumulator(str(tmp_path / "runs" / "r"), size_guidance={"tensors": 0})
+    events.Reload()
+    assert "_hparams_/session_start_info" in events.Tags()["tensors"]
+    for key in ("frechet_mel", "frechet_mfcc", "kid"):
+        [point] = events.Tensors(f"yardstick/{key}")
+        assert point.step == 3
+        np.testing.assert_allclose(tf.make_ndarray(point.tensor_proto), row[key], rtol=1e-6)
