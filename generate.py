@@ -95,6 +95,11 @@ flags.DEFINE_float("condition_level", generation.DEFAULT_CONDITION_LEVEL, "A cas
                    "conditioning on it, as a fraction of its noise schedule (conditioning "
                    "augmentation): 0 trusts it as it is; more lets the upsampler redraw more of "
                    "it.", flag_values=FLAGS)
+flags.DEFINE_boolean("post_filter", True, "Low-pass each stage's output to the band it trained "
+                     "on, and keep a cascade's lower bands as the stage below made them (an "
+                     "upsampler's own low band replaced by its condition, as AudioSR does); "
+                     "--nopost_filter writes the samplers' output as drawn. bench/README.md: "
+                     "what it changes.", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
 flags.DEFINE_string("output_dir", "samples", "Folder for the WAV files (created if missing).",
                     flag_values=FLAGS)
@@ -409,7 +414,7 @@ def run(args, report=None):
     for stage in model.stages:
         stage.on_window = progress.advance
     common = dict(clip_x0=args.clip_x0, corrector_steps=args.corrector_steps,
-                  corrector_snr=args.corrector_snr)
+                  corrector_snr=args.corrector_snr, post_filter=args.post_filter)
     if len(stages) > 1:
         common.update(condition_levels=[args.condition_level] * (len(stages) - 1),
                       stage_options=options)

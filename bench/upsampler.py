@@ -11,7 +11,9 @@ upsampler's files get their gain on that band). Rows:
   low band        their low band alone, FIR-interpolated (nothing added above it);
   low band + shaped noise   plus noise with the training music's average spectrum above the
                   low band (bench/calibrate.py's shaped noise, high-passed), at its level;
-  upsampled       the upsampler's output from the low band, at each --levels condition level.
+  upsampled       the upsampler's output from the low band, at each --levels condition level,
+                  as generate.py gives it (Stage.post_filtered: band-limited, its low band
+                  the condition's) and as the sampler drew it.
 Each row gives the yardstick's distances against its `reference` (other held-out tracks), and
 the log-spectral distance to the real clips (LSD, in dB, as NU-Wave reports it: per STFT frame
 the RMS over frequency bins of the log-power difference, averaged over frames and clips) over
@@ -84,12 +86,15 @@ def main():
     seconds = {}
     for level in (float(value) for value in args.levels.split(",")):
         started = time.perf_counter()
-        rows[f"upsampled, level {level:g}"] = np.concatenate([
+        drawn = np.concatenate([
             stage.generate(len(part), real.shape[1], seed=0, first_example=first, below=part,
-                           condition_level=level).numpy()[..., 0]
+                           condition_level=level, post_filter=False).numpy()
             for first, part in ((first, below[first:first + args.batch])
                                 for first in range(0, len(below), args.batch))])
-        seconds[f"upsampled, level {level:g}"] = time.perf_counter() - started
+        seconds[f"upsampled, level {level:g}, as drawn"] = time.perf_counter() - started
+        rows[f"upsampled, level {level:g}, as drawn"] = drawn[..., 0]
+        rows[f"upsampled, level {level:g}"] = stage.post_filtered(
+            drawn, stage.condition(below, real.shape[1])).numpy()[..., 0]
     reference = calibrate.reference_features(args.yardstick)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "upsampler.jsonl"), "a") as table:

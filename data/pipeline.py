@@ -454,6 +454,17 @@ def condition_of(audio, params):
     return upsampled_condition(low[..., None], params)[:, :tf.shape(audio)[1]]
 
 
+def band_limited(audio, params):
+    """Audio at the model's rate, float32 [batch, time, 1], low-passed to the band of its
+    training audio: the decimation filter's passband and stopband edges, applied at the model's
+    rate. A model at the input rate trains on unfiltered audio: returned as it is."""
+    if params.decimation == 1:
+        return audio
+    taps = lowpass.design_lowpass(params.sample_rate, 1, params.lowpass_stopband_db,
+                                  params.lowpass_transition)
+    return lowpass.decimate(audio[..., 0], taps, 1)[..., None]
+
+
 def upsampled_condition(low, params):
     """Audio at params.upsample_from, float32 [batch, time, 1], FIR-interpolated to the
     upsampler's rate: [batch, time * upsample_factor, 1]. Training and generation share it."""

@@ -9,7 +9,7 @@ import os
 
 import tensorflow as tf
 
-from data.pipeline import upsampled_condition
+from data.pipeline import band_limited, condition_of, upsampled_condition
 from diffusion import samplers
 from diffusion.core import Diffusion
 from network import checkpoints
@@ -105,23 +105,37 @@ class Stage:
         no_label = self.network.no_label if label is not None else None
         return samplers.denoiser(self.windowed, label, no_label, guidance, inputs)
 
-    def condition_inputs(self, below, samples, level, noise):
-        """An upsampler's condition inputs: `below` (float32 [batch, time, 1] at upsample_from)
-        interpolated to this rate, cut to `samples`, noised to `level` (a fraction of the
-        schedule) with noise(CONDITION_NOISE, ...)."""
+    def condition(self, below, samples):
+        """An upsampler's clean condition: `below` (float32 [batch, time, 1] at upsample_from)
+        interpolated to this rate and cut to `samples`."""
         condition = upsampled_condition(tf.convert_to_tensor(below, tf.float32),
                                         self.params)[:, :samples]
-        shape = [condition.shape[0], samples, 1]
         tf.debugging.assert_equal(tf.shape(condition)[1], samples,
                                   message="the stage below gave too short a condition")
+        return condition
+
+    def condition_inputs(self, condition, samples, level, noise):
+        """An upsampler's inputs: its `condition` ([batch, samples, 1]) noised to `level` (a
+        fraction of the schedule) with noise(CONDITION_NOISE, ...), and that level."""
+        shape = [condition.shape[0], samples, 1]
         levels = tf.fill([shape[0]], tf.constant(level, tf.float32))
         noised = self.diffusion.noise_condition(
             condition, levels, noise(CONDITION_NOISE, shape)) if level else condition
         return {"condition": noised, "condition_level": levels}
 
+    def post_filtered(self, audio, condition=None, keep=None):
+        """The sampler's output low-passed to the band the model trained on (nothing above
+        it is music it learned), an upsampler's band below its condition's edge replaced by
+        the clean condition (the stage below's audio kept as it was, as AudioSR does), and a
+        known region (`keep`, samplers.Known) put back exactly."""
+        audio = band_limited(audio, self.params)
+        if condition is not None:
+            audio = audio - condition_of(audio, self.params) + condition
+        return audio if keep is None else tf.where(keep.mask, keep.audio, audio)
+
     def generate(self, count, samples, seed=0, first_example=0, label=None, guidance=1.0,
                  plan=None, below=None, condition_level=DEFAULT_CONDITION_LEVEL, stage=0,
-                 **options):
+                 post_filter=True, **options):
         """Clips `first_example` .. `first_example + count - 1` of `seed`: each depends only on
         (seed, its number), not on the batch it is generated in.
 
@@ -129,19 +143,25 @@ class Stage:
         below: an upsampler's condition, the stage below's audio [count, time, 1] at
         params.upsample_from (time * upsample_factor >= samples), noised to condition_level;
         stage: its place in a cascade, which gives it noise streams of its own;
+        post_filter: `post_filtered` output (False: the sampler's as drawn; a plan of no
+          steps returns `start` as it is either way);
         options: samplers.sample's (clip_x0, corrector_steps, corrector_snr, start, keep,
         resamplings).
         Returns float32 [count, samples, 1] at the model rate.
         """
         noise = samplers.example_noise(seed, first_example, stage)
-        inputs = None
+        inputs = condition = None
         if self.params.upsample_from:
             if below is None:
                 raise ValueError("an upsampler generates from the audio of the stage below")
-            inputs = self.condition_inputs(below, samples, condition_level, noise)
-        return samplers.sample(self.plan if plan is None else plan,
-                               self.denoiser(label, guidance, inputs), [count, samples, 1],
-                               noise, **options)
+            condition = self.condition(below, samples)
+            inputs = self.condition_inputs(condition, samples, condition_level, noise)
+        plan = self.plan if plan is None else plan
+        audio = samplers.sample(plan, self.denoiser(label, guidance, inputs),
+                                [count, samples, 1], noise, **options)
+        if not (post_filter and plan):  # without a step nothing was drawn: `start` as it is
+            return audio
+        return self.post_filtered(audio, condition, options.get("keep"))
 
 
 def is_cascade(model_dir):

@@ -88,6 +88,47 @@ def test_training_pairs_are_a_clip_and_its_own_low_band_aligned():
     np.testing.assert_allclose(pair["condition"][0, :, 0], 0.1 * low[crop:-crop], atol=2e-3)
 
 
+def test_a_stages_output_is_limited_to_the_band_it_trained_on():
+    params = params_lib.preset("tiny", decimation=9)  # 2450 Hz: passband to 1102.5 Hz, then
+    # the decimation filter's transition band up to the stopband at Nyquist, 1225 Hz
+    rate = params.sample_rate
+    time = np.arange(4000) / rate
+    inside, above = np.sin(2 * np.pi * 500 * time), np.sin(2 * np.pi * 1224 * time)
+    limited = pipeline.band_limited(tf.constant((inside + above)[None, :, None], tf.float32),
+                                    params).numpy()[0, 500:-500, 0]
+    np.testing.assert_allclose(limited, inside[500:-500], atol=1e-3)
+    full = params_lib.preset("tiny", decimation=1)  # trained on unfiltered audio
+    audio = tf.constant(above[None, :, None], tf.float32)
+    np.testing.assert_array_equal(pipeline.band_limited(audio, full), audio)
+
+
+def test_post_filtering_keeps_the_stage_below_and_the_known_audio_exactly(cascade_dir):
+    """An upsampler's output, post-filtered, has the condition's low band (its own drawn one
+    replaced) and the known region of a continuation; as drawn it has neither."""
+    from diffusion import samplers
+    sketch = generation.Stage.load(str(cascade_dir / "sketch"))
+    upsampler = generation.Stage.load(str(cascade_dir / "upsampler"))
+    params = upsampler.params
+    # What a post-filtered sketch gives: audio in the band it trained on.
+    below = pipeline.band_limited(0.1 * tf.random.stateless_normal([1, 1000, 1], [7, 7]),
+                                  sketch.params)
+    samples = 2900
+    known = samplers.known(np.linspace(-0.1, 0.1, samples), 200, samples)
+    out = {post: upsampler.generate(1, samples, seed=3, below=below, post_filter=post,
+                                    keep=known) for post in (True, False)}
+    condition = upsampler.condition(below, samples)[0, :, 0].numpy()
+    drawn = slice(700, samples - 300)  # away from the known audio and the clip's end
+
+    def low_band(audio):  # its spectrum below 1000 Hz, in the passband of both filters
+        window = np.hanning(drawn.stop - drawn.start)
+        frequencies = np.fft.rfftfreq(len(window), 1 / params.sample_rate)
+        return np.fft.rfft(np.asarray(audio)[drawn] * window)[frequencies < 1000]
+    scale = np.abs(low_band(condition)).max()
+    assert np.abs(low_band(out[True][0, :, 0]) - low_band(condition)).max() < 1e-2 * scale
+    assert np.abs(low_band(out[False][0, :, 0]) - low_band(condition)).max() > 0.1 * scale
+    np.testing.assert_array_equal(out[True][0, :200, 0], known.audio[0, :200, 0])
+
+
 def test_condition_level_zero_leaves_the_condition_as_it_is():
     diffusion = Diffusion.from_params(UPSAMPLER)
     condition = tf.random.stateless_normal([3, 50, 1], [4, 4])
