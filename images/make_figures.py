@@ -148,25 +148,10 @@ def distances_figure(recipe_path, run, yardstick, path):
     """The distances of one recipe run's rows (one per scoring) over its steps, with the
     calibration rows as horizontal lines."""
     with open(recipe_path) as file:
-        rows = sorted((row for row in map(json.loads, file) if row["name"] == run),
-                      key=lambda row: row["steps"])
-    with open(os.path.join(yardstick, "calibration.jsonl")) as file:
-        calibration = {row["row"]: row for row in map(json.loads, file)}
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(CALIBRATION_ROWS)))
-    for axis, key in zip(axes, ("frechet_mel", "frechet_mfcc", "kid")):
-        axis.plot([row["steps"] for row in rows], [row[key] for row in rows], "o-", color="C3",
-                  label=f"generated ({run}, fast sampler)")
-        for color, (name, label) in zip(colors, CALIBRATION_ROWS.items()):
-            axis.axhline(calibration[name][key], color=color, ls="--", lw=1, label=label)
-        axis.set_yscale("log")
-        axis.set_xlabel("training step")
-        axis.set_title(key)
-        axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle("Distance to held-out music (32 x 10 s; lower is closer)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+        rows = [row for row in map(json.loads, file) if row["name"] == run]
+    calibrated_figure({f"generated ({run}, fast sampler)": [(row["steps"], row) for row in rows]},
+                      yardstick, "training step",
+                      "Distance to held-out music (32 x 10 s; lower is closer)", path)
 
 
 def core_hours_figure(rows_path, yardstick, path):
@@ -174,23 +159,34 @@ def core_hours_figure(rows_path, yardstick, path):
     the distances) over the CPU time it trained, with the calibration rows as lines."""
     with open(rows_path) as file:
         rows = [json.loads(line) for line in file if line.strip()]
+    curves = {}
+    for row in rows:
+        curves.setdefault(row["model"], []).append((row["core_hours"], row))
+    calibrated_figure(curves, yardstick, "core-hours of training (CPU time, all stages)",
+                      "Distance to held-out music at 7350 Hz (32 x 10 s, fast; lower is closer)",
+                      path)
+
+
+def calibrated_figure(curves, yardstick, xlabel, title, path):
+    """Three panels (frechet_mel, frechet_mfcc, kid): each curve ({label: [(x, row)]}, rows
+    holding the distances) over x, and bench/calibrate.py's `yardstick` rows as lines."""
     with open(os.path.join(yardstick, "calibration.jsonl")) as file:
         calibration = {row["row"]: row for row in map(json.loads, file)}
-    models = list(dict.fromkeys(row["model"] for row in rows))
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(CALIBRATION_ROWS)))
     for axis, key in zip(axes, ("frechet_mel", "frechet_mfcc", "kid")):
-        for number, model in enumerate(models):
-            points = sorted((row["core_hours"], row[key]) for row in rows if row["model"] == model)
-            axis.plot(*zip(*points), "o-", color=f"C{number + 3}", label=model)
+        for number, (label, points) in enumerate(curves.items()):
+            points = sorted(points, key=lambda point: point[0])
+            axis.plot([x for x, _ in points], [row[key] for _, row in points], "o-",
+                      color=f"C{number + 3}", label=label)
         for color, (name, label) in zip(colors, CALIBRATION_ROWS.items()):
             axis.axhline(calibration[name][key], color=color, ls="--", lw=1, label=label)
         axis.set_yscale("log")
-        axis.set_xlabel("core-hours of training (CPU time, all stages)")
+        axis.set_xlabel(xlabel)
         axis.set_title(key)
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle("Distance to held-out music at 7350 Hz (32 x 10 s, fast; lower is closer)")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
