@@ -15,6 +15,8 @@ YARDSTICK (bench/calibrate.py's --out) against its reference set. Prints one JSO
 config, steps, steps/s, peak memory, generation time and the distances; appends it to
 --runs/recipe.jsonl and logs the distances in the run's TensorBoard folder, so
 `tensorboard --logdir=RUNS` compares the runs' params and distances in its HParams dashboard.
+--no_score trains and logs the CPU time only (an upsampler stage of a cascade, which needs a
+condition to generate: bench/upsampler.py scores it alone, bench/calibrate.py in the cascade).
 """
 
 import argparse
@@ -107,18 +109,23 @@ def main():
     parser.add_argument("--cpu_minutes", type=float, default=float("inf"),
                         help="budget of this call in CPU minutes of the training process")
     parser.add_argument("--split", required=True, help="bench/split_music.py's split folder")
-    parser.add_argument("--yardstick", required=True, help="bench/calibrate.py's --out")
+    parser.add_argument("--yardstick", help="bench/calibrate.py's --out")
     parser.add_argument("--runs", default="runs/recipe")
     parser.add_argument("--preset", default="base")
     parser.add_argument("--clips", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--sampler", default="fast")
+    parser.add_argument("--no_score", action="store_true",
+                        help="train and log CPU time only: for an upsampler stage, scored alone "
+                        "by bench/upsampler.py and in a cascade by bench/calibrate.py --generated")
     parser.add_argument("train_flags", nargs="*")
     args = parser.parse_args()
     model_dir = os.path.join(args.runs, args.name)
     os.makedirs(model_dir, exist_ok=True)
     if args.minutes == args.cpu_minutes == float("inf"):
         parser.error("give --minutes or --cpu_minutes")
+    if not (args.yardstick or args.no_score):
+        parser.error("give --yardstick (or --no_score to train only)")
     previous = previous_cpu_seconds(args.runs, args.name)
     log_path = os.path.join(model_dir, "train.log")
     with open(log_path, "a") as log:
@@ -137,10 +144,12 @@ def main():
     rates = [float(m) for m in re.findall(r"^step \d+/\d+ .* ([\d.]+) steps/s", text,
                                           re.MULTILINE)]
     saved = re.findall(r"(?:saved|stopped by SIG\w+ at step \d+; saved) (\S+ckpt-(\d+))", text)
-    generate_seconds, scores = generate_and_score(
-        model_dir, os.path.join(model_dir, "samples"), args.yardstick,
-        calibrate.reference_features(args.yardstick),
-        args.clips, args.seconds, [f"--sampler={args.sampler}"])
+    generate_seconds, scores = None, {}
+    if not args.no_score:
+        generate_seconds, scores = generate_and_score(
+            model_dir, os.path.join(model_dir, "samples"), args.yardstick,
+            calibrate.reference_features(args.yardstick),
+            args.clips, args.seconds, [f"--sampler={args.sampler}"])
     with open(os.path.join(model_dir, "params.json")) as file:
         params = json.load(file)
     row = {"name": args.name, "flags": args.train_flags, "preset": args.preset,
@@ -151,12 +160,14 @@ def main():
            "train_cpu_s": round(previous + train_cpu_seconds, 1),
            "steps_per_s": rates[-1] if rates else None,
            "peak_rss_mb": round(train_rss),
-           "generate_s_per_audio_s": round(generate_seconds / (args.clips * args.seconds), 3),
+           "generate_s_per_audio_s": generate_seconds and round(
+               generate_seconds / (args.clips * args.seconds), 3),
            **{key: round(value, 4) for key, value in scores.items()},
            "params": {key: params[key] for key in (
                "residual_channels", "residual_layers", "dilation_cycle", "clip_samples",
                "batch_size", "learning_rate", "noise_steps", "beta_end", "loss")}}
-    log_scores(model_dir, row)
+    if scores:
+        log_scores(model_dir, row)
     print(json.dumps(row))
     with open(os.path.join(args.runs, "recipe.jsonl"), "a") as file:
         file.write(json.dumps(row) + "\n")

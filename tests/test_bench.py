@@ -4,6 +4,7 @@ bench/train.py unnoticed): each on the tiny network, its JSON line checked."""
 import json
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -61,3 +62,12 @@ def test_a_recipe_row_trains_scores_at_the_band_and_logs_its_distances_for_hpara
         [point] = events.Tensors(f"yardstick/{key}")
         assert point.step == 3
         np.testing.assert_allclose(tf.make_ndarray(point.tensor_proto), row[key], rtol=1e-6)
+    # A stage scored elsewhere (an upsampler): --no_score resumes, trains, adds up its CPU time.
+    more = last_json(run("bench/recipe.py", "--name=r", "--cpu_minutes=5", "--no_score",
+                         f"--split={music / 'split'}", f"--runs={tmp_path / 'runs'}",
+                         "--preset=tiny", "--", "--decimation=9", "--residual_layers=2",
+                         "--max_steps=5", "--checkpoint_every=5",
+                         env_extra={"TF_ENABLE_ONEDNN_OPTS": "0"}))
+    assert more["steps"] == 5 and "frechet_mel" not in more
+    assert more["train_cpu_s"] == pytest.approx(
+        row["train_cpu_s"] + more["train_cpu_s_this_call"], abs=0.11)
