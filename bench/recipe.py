@@ -144,12 +144,15 @@ def main():
     rates = [float(m) for m in re.findall(r"^step \d+/\d+ .* ([\d.]+) steps/s", text,
                                           re.MULTILINE)]
     saved = re.findall(r"(?:saved|stopped by SIG\w+ at step \d+; saved) (\S+ckpt-(\d+))", text)
-    generate_seconds, scores = None, {}
+    scored = {}  # generation time and distances; none with --no_score
     if not args.no_score:
         generate_seconds, scores = generate_and_score(
             model_dir, os.path.join(model_dir, "samples"), args.yardstick,
             calibrate.reference_features(args.yardstick),
             args.clips, args.seconds, [f"--sampler={args.sampler}"])
+        scored = {"generate_s_per_audio_s": round(
+                      generate_seconds / (args.clips * args.seconds), 3),
+                  **{key: round(value, 4) for key, value in scores.items()}}
     with open(os.path.join(model_dir, "params.json")) as file:
         params = json.load(file)
     row = {"name": args.name, "flags": args.train_flags, "preset": args.preset,
@@ -160,13 +163,11 @@ def main():
            "train_cpu_s": round(previous + train_cpu_seconds, 1),
            "steps_per_s": rates[-1] if rates else None,
            "peak_rss_mb": round(train_rss),
-           "generate_s_per_audio_s": generate_seconds and round(
-               generate_seconds / (args.clips * args.seconds), 3),
-           **{key: round(value, 4) for key, value in scores.items()},
+           **scored,
            "params": {key: params[key] for key in (
                "residual_channels", "residual_layers", "dilation_cycle", "clip_samples",
                "batch_size", "learning_rate", "noise_steps", "beta_end", "loss")}}
-    if scores:
+    if scored:
         log_scores(model_dir, row)
     print(json.dumps(row))
     with open(os.path.join(args.runs, "recipe.jsonl"), "a") as file:

@@ -6,16 +6,17 @@ against the real audio. Prints one JSON line per row and appends them to OUT/ups
       [--clips=32 --seconds=10]
 
 The input is bench/calibrate.py's `heldout` set at the yardstick's band (32 x 10 s of held-out
-tracks, the upsampler's rate; the first --clips, their first --seconds), each clip scaled so that its low band has the training level (an
-upsampler's files get their gain on that band). Rows:
+tracks, the upsampler's rate; the first --clips, their first --seconds), each clip scaled so
+that its low band has the training level (an upsampler's files get their gain on that band).
+Rows:
   real            the clips themselves (what a perfect upsampler gives);
   low band        their low band alone, FIR-interpolated (nothing added above it);
   low band + shaped noise   plus noise with the training music's average spectrum above the
                   low band (bench/calibrate.py's shaped noise, high-passed), at its level;
   upsampled       the upsampler's output from the low band, with each of --samplers (SAMPLER
                   or SAMPLER:STEPS, as generate.py's --sampler and --steps) at each --levels
-                  condition level, as generate.py gives it (Stage.post_filtered: band-limited, its low band
-                  the condition's) and as the sampler drew it.
+                  condition level, as generate.py gives it (Stage.post_filtered: band-limited,
+                  its low band the condition's) and as the sampler drew it.
 Each row gives the yardstick's distances against its `reference` (other held-out tracks), and
 the log-spectral distance to the real clips (LSD, in dB, as NU-Wave reports it: per STFT frame
 the RMS over frequency bins of the log-power difference, averaged over frames and clips) over
@@ -35,7 +36,6 @@ import calibrate  # noqa: E402  (puts the project on sys.path)
 from data import pipeline  # noqa: E402
 from data.audio_files import decode_with_soundfile, find_audio_files  # noqa: E402
 from diffusion import generation  # noqa: E402
-from network import checkpoints  # noqa: E402
 
 FRAME, HOP = 2048, 512
 
