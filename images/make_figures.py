@@ -162,7 +162,8 @@ def core_hours_figure(rows_path, yardstick, path):
     curves = {}
     for row in rows:
         curves.setdefault(row["model"], []).append((row["core_hours"], row))
-    calibrated_figure(curves, yardstick, "core-hours of training (CPU time, all stages)",
+    calibrated_figure(curves, yardstick,
+                      "core-hours of training (CPU time of the stages up to 7350 Hz)",
                       "Distance to held-out music at 7350 Hz (32 x 10 s, fast; lower is closer)",
                       path)
 

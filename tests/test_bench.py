@@ -71,3 +71,29 @@ def test_a_recipe_row_trains_scores_at_the_band_and_logs_its_distances_for_hpara
     assert more["steps"] == 5 and "frechet_mel" not in more
     assert more["train_cpu_s"] == pytest.approx(
         row["train_cpu_s"] + more["train_cpu_s_this_call"], abs=0.11)
+
+
+def test_band_levels_tells_a_band_that_comes_and_goes_from_steady_noise_and_a_quiet_band(tmp_path):
+    """bench/band_levels.py: a 5 kHz tone switched on and off over a low tone (the band moves
+    by tens of dB from frame to frame) against the same tones with steady noise (it barely
+    moves), the tone's level, in dB of the whole spectrum, where it was put, and the loudness of
+the whole signal switched by 21 dB moving where the steady one's does not."""
+    rate = 22050
+    time = np.arange(2 * rate) / rate
+    low = 0.5 * np.sin(2 * np.pi * 200 * time)
+    high = 0.05 * np.sin(2 * np.pi * 5000 * time)  # 20 dB under the low tone
+    gate = (time % 0.5 < 0.25).astype(np.float32)
+    noise = np.random.default_rng(0).normal(0, 0.01, time.shape)
+    write_audio(str(tmp_path / "gated/a.wav"), (low + high * gate).astype(np.float32), rate)
+    write_audio(str(tmp_path / "steady/a.wav"), (low + high + noise).astype(np.float32), rate)
+    write_audio(str(tmp_path / "pulsed/a.wav"), ((low + high) * (0.1 + gate)).astype(np.float32),
+                rate)
+    done = run("bench/band_levels.py", *(str(tmp_path / name) for name in
+                                         ("gated", "steady", "pulsed")), "--edges=0,1225,11025")
+    assert done.returncode == 0, done.stderr[-2000:]
+    gated, steady, pulsed = map(json.loads, done.stdout.strip().splitlines())
+    assert gated["bands"]["1225-11025"]["frame_std_db"] > \
+        10 * steady["bands"]["1225-11025"]["frame_std_db"]
+    assert -21 < steady["bands"]["1225-11025"]["level_db"] < -19
+    # The whole signal 21 dB louder half the time: its loudness moves, the steady one's not.
+    assert pulsed["loudness_std_db"] > 8 > 0.5 > steady["loudness_std_db"]
