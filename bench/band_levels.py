@@ -10,8 +10,7 @@ edges by default), the mean level of its STFT power in dB relative to the whole 
 files' gain) and the standard deviation of that level over frames (`frame_std_db`: near 0 for
 steady noise, several dB for music, whose notes and beats come and go); and `loudness_std_db`,
 the standard deviation over frames of each clip's whole level in dB, averaged over clips (how
-much its loudness moves). Files are read at
---rate (mono, resampled to it if they are not).
+much its loudness moves). Files are read at --rate (mono, resampled to it if they are not).
 """
 
 import argparse
@@ -28,19 +27,17 @@ from data.audio_files import decode_with_soundfile, find_audio_files  # noqa: E4
 FRAME, HOP = 2048, 512
 
 
-def frames_of(clip, rate):
-    """The STFT of a float [time] clip, complex [bins, frames], whole frames only (no padded
-    edge frames, which would read as loudness moving)."""
-    return signal.stft(clip, rate, nperseg=FRAME, noverlap=FRAME - HOP, boundary=None,
-                       padded=False)[2]
+def frame_powers(clip, rate):
+    """STFT power of a float [time] clip, [bins, frames], whole frames only (no padded edge
+    frames, which would read as loudness moving)."""
+    return np.abs(signal.stft(clip, rate, nperseg=FRAME, noverlap=FRAME - HOP, boundary=None,
+                              padded=False)[2]) ** 2
 
 
-def band_levels(clips, rate, edges):
+def band_levels(powers, rate, edges):
     """{"LOW-HIGH": {"level_db", "frame_std_db"}} for each band of `edges` (Hz, ascending) over
-    `clips`, a list of float [time] arrays at `rate`."""
-    spectra = [frames_of(clip, rate) for clip in clips]
-    power = np.concatenate([np.abs(spectrum) ** 2 for spectrum in spectra], axis=-1)
-    # power: [bins, frames of every clip]
+    `powers`, a list of `frame_powers` at `rate`, one per clip."""
+    power = np.concatenate(powers, axis=-1)  # [bins, frames of every clip]
     bins = np.fft.rfftfreq(FRAME, 1 / rate)
     total = power.sum(axis=0) + 1e-20
     levels = {}
@@ -53,14 +50,11 @@ def band_levels(clips, rate, edges):
     return levels
 
 
-def loudness_std(clips, rate):
-    """Mean over `clips` (float [time] arrays at `rate`) of the std over STFT frames of each
+def loudness_std(powers):
+    """Mean over clips (`powers`, a list of `frame_powers`) of the std over frames of each
     clip's total frame power in dB."""
-    stds = []
-    for clip in clips:
-        stds.append(np.std(10 * np.log10((np.abs(frames_of(clip, rate)) ** 2).sum(axis=0)
-                                         + 1e-20)))
-    return round(float(np.mean(stds)), 2)
+    return round(float(np.mean([np.std(10 * np.log10(power.sum(axis=0) + 1e-20))
+                                for power in powers])), 2)
 
 
 def main():
@@ -77,10 +71,11 @@ def main():
         paths = sorted(find_audio_files(folder))
         if not paths:
             sys.exit(f"error: {folder} holds no audio files")
-        clips = [decode_with_soundfile(path, args.rate).astype(np.float64) for path in paths]
-        print(json.dumps({"folder": folder, "clips": len(clips),
-                          "bands": band_levels(clips, args.rate, edges),
-                          "loudness_std_db": loudness_std(clips, args.rate)}))
+        powers = [frame_powers(decode_with_soundfile(path, args.rate).astype(np.float64),
+                               args.rate) for path in paths]
+        print(json.dumps({"folder": folder, "clips": len(powers),
+                          "bands": band_levels(powers, args.rate, edges),
+                          "loudness_std_db": loudness_std(powers)}))
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def test_band_levels_tells_a_band_that_comes_and_goes_from_steady_noise_and_a_qu
     """bench/band_levels.py: a 5 kHz tone switched on and off over a low tone (the band moves
     by tens of dB from frame to frame) against the same tones with steady noise (it barely
     moves), the tone's level, in dB of the whole spectrum, where it was put, and the loudness of
-the whole signal switched by 21 dB moving where the steady one's does not."""
+    the whole signal switched by 21 dB moving where the steady one's does not."""
     rate = 22050
     time = np.arange(2 * rate) / rate
     low = 0.5 * np.sin(2 * np.pi * 200 * time)
