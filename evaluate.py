@@ -13,7 +13,10 @@ not what is scored), cut into STFT frames, and described per frame by its log-me
                              over random subsets, with its standard deviation across them.
 
 Both depend on how much audio each side has: compare runs of equal sizes (a warning says when
-the sides differ by more than 2x). numpy and scipy only; no weights are downloaded.
+the sides differ by more than 2x). Beside them, for each folder, what a listener hears as notes
+(held_notes.py): held_share, the share of energy in partials that hold their pitch for 0.2 s
+or more; whistle_share, that in steady tones spanning whole clips; steady_hz, frequencies that
+are a peak in nearly every clip. numpy and scipy only; no weights are downloaded.
 """
 
 import json
@@ -26,6 +29,7 @@ import scipy.linalg
 from absl import flags
 
 import cli
+import held_notes
 from data.audio_files import BadAudio, decode_with_soundfile, find_audio_files, probe
 from params import BASE, UserError
 
@@ -138,7 +142,7 @@ def folder_features(folder, rate, warn=lambda message: print(message, file=sys.s
     if not os.path.isdir(folder):
         raise UserError(f"{folder}: not an existing folder")
     paths = find_audio_files(folder)
-    features, seconds = [], 0.0
+    features, notes, seconds = [], [], 0.0
     for path in paths:
         try:
             probe(path, rate)
@@ -147,11 +151,12 @@ def folder_features(folder, rate, warn=lambda message: print(message, file=sys.s
         except BadAudio as error:
             warn(f"warning: skipped {path}: {error}")
             continue
+        notes.append(held_notes.clip_measure(audio, rate))
         seconds += len(audio) / rate
     if not features:
         raise UserError(f"{folder}: no usable audio files ({len(paths)} found); give a folder "
                         f"of .wav/.flac/.ogg/.mp3/.au files")
-    return pooled(features, seconds)
+    return {**pooled(features, seconds), "held_notes": held_notes.summary(notes)}
 
 
 def frechet_distance(x, y):
@@ -220,6 +225,13 @@ def seam_ratios(audio, boundary, kept, frame=HOP):
     return jump, change(audio, boundary) / np.percentile(changes, 99) if changes else np.nan
 
 
+def rounded_notes(features):
+    """A `folder_features` result's held-note measure, shares rounded for printing."""
+    notes = features["held_notes"]
+    return {"held_share": round(notes["held_share"], 4),
+            "whistle_share": round(notes["whistle_share"], 4), "steady_hz": notes["steady_hz"]}
+
+
 def size_warning(generated, reference):
     """A warning line when the two sides' clip counts or durations differ by more than 2x."""
     for key in ("clips", "seconds"):
@@ -243,7 +255,8 @@ def evaluate():
     result = {name: round(value, 6) for name, value in result.items()}
     for name, side in (("generated", generated), ("reference", reference)):
         result[name] = {"folder": FLAGS[name].value, "clips": side["clips"],
-                        "seconds": round(side["seconds"], 2), "frames": len(side["mel"])}
+                        "seconds": round(side["seconds"], 2), "frames": len(side["mel"]),
+                        **rounded_notes(side)}
     result["sample_rate"] = FLAGS.sample_rate
     print(json.dumps(result))
 

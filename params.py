@@ -28,12 +28,15 @@ import math
 from util import UserError, write_json  # noqa: F401  (UserError: where most modules find it)
 
 
-BETA_SCHEDULES = ("linear", "quadratic", "sigmoid", "cosine")
+BETA_SCHEDULES = ("linear", "quadratic", "sigmoid", "cosine", "log_snr")
+PREDICTIONS = ("eps", "v")
 LOSSES = ("l2", "l1")
+SYNTHETIC_SETS = ("tones", "held_notes")  # data/synthetic.py's two built-in datasets
 NOISE_CONDITIONINGS = ("step", "continuous")
 ADDED_LATER = {"noise_conditioning": "step", "warmup_steps": 0, "label_names": [],
                "label_dropout": 0.1, "gain_rate": 0, "upsample_from": 0,
-               "condition_noise_max": 0.1}
+               "condition_noise_max": 0.1, "synthetic_set": "tones",
+               "prediction": "eps", "snr_first_db": 30.0, "snr_last_db": -25.0}
 
 
 def _field(default, group, doc):
@@ -73,6 +76,9 @@ class Params:
         "each file's relative path, so the split is deterministic and stable as files are added.")
     synthetic_tones: int = _field(
         2048, "data", "Number of tones in the built-in dataset used when no --data_dir is given.")
+    synthetic_set: str = _field(
+        "tones", "data", "The built-in dataset: tones (one decaying harmonic tone a clip) or "
+        "held_notes (a melody of two to four held notes or chords a clip).")
     synthetic_seed: int = _field(
         1234, "data", "Seed of the built-in dataset (fixed, so its cache is reused).")
 
@@ -95,10 +101,21 @@ class Params:
     # --- diffusion: DDPM (Ho et al. 2020) ----------------------------------------------------
     noise_steps: int = _field(200, "diffusion", "T: number of diffusion steps.")
     beta_schedule: str = _field(
-        "linear", "diffusion", "Shape of beta_t: linear, quadratic, sigmoid or cosine.")
+        "linear", "diffusion", "Shape of beta_t: linear, quadratic, sigmoid, cosine, or log_snr "
+        "(the data's signal-to-noise ratio falling evenly in dB from snr_first_db to "
+        "snr_last_db, for data at target_rms: matched to the data's scale).")
     beta_start: float = _field(1e-4, "diffusion", "beta_1 (unused by cosine).")
     beta_end: float = _field(0.02, "diffusion", "beta_T (unused by cosine).")
-    loss: str = _field("l2", "diffusion", "Noise-prediction loss: l2 (mean squared) or l1.")
+    snr_first_db: float = _field(
+        30.0, "diffusion", "log_snr: the data's SNR at the first (least noisy) step, in dB.")
+    snr_last_db: float = _field(
+        -25.0, "diffusion", "log_snr: the data's SNR at the last step, in dB (the terminal-SNR "
+        "check still applies).")
+    prediction: str = _field(
+        "eps", "diffusion", "What the network outputs: eps (the noise, DDPM's) or v "
+        "(sqrt(abar) eps - sqrt(1 - abar) x0, Salimans & Ho 2022).")
+    loss: str = _field("l2", "diffusion", "Loss on the network's output: l2 (mean squared) "
+                       "or l1.")
     noise_conditioning: str = _field(
         "step", "diffusion", "What training tells the network: step, the integer step t; or "
         "continuous (WaveGrad), a noise level sqrt(abar) drawn uniformly between steps t-1 and "
@@ -149,8 +166,17 @@ class Params:
         if self.beta_schedule not in BETA_SCHEDULES:
             raise UserError(f"params: beta_schedule must be one of {BETA_SCHEDULES} "
                             f"(got {self.beta_schedule!r})")
+        if self.synthetic_set not in SYNTHETIC_SETS:
+            raise UserError(f"params: synthetic_set must be one of {SYNTHETIC_SETS} "
+                            f"(got {self.synthetic_set!r})")
         if self.loss not in LOSSES:
             raise UserError(f"params: loss must be one of {LOSSES} (got {self.loss!r})")
+        if self.prediction not in PREDICTIONS:
+            raise UserError(f"params: prediction must be one of {PREDICTIONS} "
+                            f"(got {self.prediction!r})")
+        if not self.snr_last_db < self.snr_first_db:
+            raise UserError(f"params: need snr_last_db < snr_first_db (got {self.snr_last_db}, "
+                            f"{self.snr_first_db})")
         if self.noise_conditioning not in NOISE_CONDITIONINGS:
             raise UserError(f"params: noise_conditioning must be one of {NOISE_CONDITIONINGS} "
                             f"(got {self.noise_conditioning!r})")

@@ -248,7 +248,8 @@ class Trainer:
         x_t = self.diffusion.q_sample(batch["audio"], batch["steps"], batch["noise"])
         inputs = {name: value for name, value in batch.items() if name != "noise"}
         predicted = model({**inputs, "audio": x_t}, training=training)
-        return self.diffusion.loss(batch["noise"], tf.cast(predicted, batch["noise"].dtype))
+        target = self.diffusion.training_target(batch["audio"], batch["steps"], batch["noise"])
+        return self.diffusion.loss(target, tf.cast(predicted, target.dtype))
 
     def _gradients(self, batch):
         """This replica's share of the global mean loss and its (loss-scaled) gradients."""
@@ -320,7 +321,8 @@ class Trainer:
         if self.ema.no_label:
             inputs["labels"] = tf.range(count) % self.ema.no_label
         generated = samplers.ddim(
-            self.diffusion, lambda x, t: self.generate({**inputs, "audio": x, "steps": t}),
+            self.diffusion, lambda x, t: self.diffusion.eps_from_output(
+                x, t, self.generate({**inputs, "audio": x, "steps": t})),
             [count, *clips["real"].shape[1:]], self.params.sample_steps, seed=step)
         return {"generated": tf.clip_by_value(generated, -1.0, 1.0), **clips}
 
@@ -555,8 +557,8 @@ def check_schedule(diffusion, data_variance, allow_high_snr):
     message = (f"the noise schedule leaves terminal SNR abar_T * var / (1 - abar_T) = "
                f"{diffusion.alpha_bars64[-1]:.3f} * {data_variance:.4f} / "
                f"{1 - diffusion.alpha_bars64[-1]:.3f} = {snr:.4f}: the model would never see "
-               "pure noise, yet sampling starts from it; raise --noise_steps or --beta_end, or "
-               "lower --target_rms")
+               "pure noise, yet sampling starts from it; raise --noise_steps or --beta_end (with "
+               "log_snr: lower --snr_last_db), or lower --target_rms")
     if snr > SNR_REFUSE and not allow_high_snr:
         raise params_lib.UserError(f"{message} (refused above {SNR_REFUSE}; "
                                    "--allow_high_snr trains anyway)")

@@ -13,8 +13,11 @@ The held-out tracks are dealt alternately into two halves: `reference` (--clips 
 kind scores). Then: `train` (excerpts of training music: what a perfect model of the training
 set scores), `train_20db` and `train_10db` (the same with white noise at that SNR),
 `shaped_noise` (Gaussian noise with the training excerpts' average magnitude spectrum, random
-phase: what a model that learned only the spectrum makes), `white_noise`. Each --generated
-folder adds a row.
+phase: what a model that learned only the spectrum makes), `white_noise`, and
+`steady_sines` (the training excerpts with a sine at a quarter of the band's rate 18 dB over
+the spectrum around it, as an upsampler's whistle is: held_notes' whistle row). Each row gives
+the distances and the held-note measure (evaluate.py's held_share, whistle_share, steady_hz).
+Each --generated folder adds a row.
 
 --rate is the band (7350 Hz, the single-rate model's, by default; 2450 or 1225 for a cascade's
 sketch): every set, generated ones too, is brought to it as training audio is (decoded at
@@ -103,6 +106,17 @@ def shaped_noise(clips, rng):
     return noise * np.sqrt(np.mean(clips ** 2) / np.mean(noise ** 2))
 
 
+def with_whistle(clips, frequency, rate, over_db=18.0):
+    """The clips with a steady sine at `frequency` whose power is `over_db` above that of the
+    clips' own spectrum within +-60 Hz of it (per STFT bin)."""
+    time = np.arange(clips.shape[1]) / rate
+    spectrum = np.abs(np.fft.rfft(clips, axis=1)) ** 2 / clips.shape[1]
+    bins = np.abs(np.fft.rfftfreq(clips.shape[1], 1 / rate) - frequency) <= 60
+    # A sine of amplitude a puts a^2 n / 4 into its bin of a length-n transform.
+    amplitude = np.sqrt(4 * spectrum[:, bins].mean(axis=1, keepdims=True) * 10 ** (over_db / 10))
+    return clips + amplitude * np.sin(2 * np.pi * frequency * time)
+
+
 def write_set(folder, clips, rate):
     os.makedirs(folder, exist_ok=True)
     peak = max(1.0, max(float(np.abs(clip).max()) for clip in clips))  # WAV holds +-1; level
@@ -121,14 +135,22 @@ def reference_features(yardstick):
     return evaluate.folder_features(os.path.join(yardstick, "reference"), ANALYSIS_RATE)
 
 
+def scores(folder, reference):
+    """evaluate.distances of the files of `folder` to `reference`, rounded, and their held-note
+    measure (evaluate.rounded_notes)."""
+    features = evaluate.folder_features(folder, ANALYSIS_RATE)
+    return {**{key: round(value, 4) for key, value in
+               evaluate.distances(features, reference).items()},
+            **evaluate.rounded_notes(features)}
+
+
 def score_folder(folder, yardstick, reference=None):
     """Brings every file of `folder` to the yardstick's band (written to YARDSTICK/scored/
-    <folder's name>/) and scores it against its reference. Returns evaluate.distances."""
+    <folder's name>/) and scores it against its reference (`scores`)."""
     rate = band_of(yardstick)
     banded = os.path.join(yardstick, "scored", os.path.basename(os.path.normpath(folder)))
     write_set(banded, [to_band(path, rate) for path in sorted(find_audio_files(folder))], rate)
-    return evaluate.distances(evaluate.folder_features(banded, ANALYSIS_RATE),
-                              reference or reference_features(yardstick))
+    return scores(banded, reference or reference_features(yardstick))
 
 
 def main():
@@ -156,6 +178,7 @@ def main():
     sets["train_10db"] = with_noise(sets["train"], 10, rng)
     sets["shaped_noise"] = shaped_noise(sets["train"], rng)
     sets["white_noise"] = rng.standard_normal(sets["train"].shape) * 0.1
+    sets["steady_sines"] = with_whistle(sets["train"], args.rate / 4, args.rate)
     for name, clips in sets.items():
         write_set(os.path.join(args.out, name), clips, args.rate)
     with open(os.path.join(args.out, "yardstick.json"), "w") as file:
@@ -164,13 +187,9 @@ def main():
     reference = reference_features(args.out)
     with open(os.path.join(args.out, "calibration.jsonl"), "w") as table:
         for name in [name for name in sets if name != "reference"] + args.generated:
-            if name in sets:
-                scores = evaluate.distances(evaluate.folder_features(
-                    os.path.join(args.out, name), ANALYSIS_RATE), reference)
-            else:
-                scores = score_folder(name, args.out, reference)
-            line = json.dumps({"row": name, "rate": args.rate,
-                               **{key: round(value, 4) for key, value in scores.items()}})
+            row = (scores(os.path.join(args.out, name), reference) if name in sets
+                   else score_folder(name, args.out, reference))
+            line = json.dumps({"row": name, "rate": args.rate, **row})
             print(line, flush=True)
             table.write(line + "\n")
 

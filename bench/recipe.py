@@ -20,10 +20,12 @@ condition to generate: bench/upsampler.py scores it alone, bench/calibrate.py in
 """
 
 import argparse
+import glob
 import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -56,7 +58,7 @@ def log_scores(model_dir, row):
     import tensorflow as tf
     writer = tf.summary.create_file_writer(model_dir)
     with writer.as_default(step=row["steps"]):
-        for key in ("frechet_mel", "frechet_mfcc", "kid"):
+        for key in ("frechet_mel", "frechet_mfcc", "kid", "held_share"):
             tf.summary.scalar(f"yardstick/{key}", row[key])
         tf.summary.scalar("yardstick/train_cpu_hours", row["train_cpu_s"] / 3600)
     writer.close()
@@ -108,7 +110,8 @@ def main():
                         help="wall-clock budget of this call")
     parser.add_argument("--cpu_minutes", type=float, default=float("inf"),
                         help="budget of this call in CPU minutes of the training process")
-    parser.add_argument("--split", required=True, help="bench/split_music.py's split folder")
+    parser.add_argument("--split", help="bench/split_music.py's split folder; without it, the "
+                        "built-in data (train.py with no --data_dir)")
     parser.add_argument("--yardstick", help="bench/calibrate.py's --out")
     parser.add_argument("--runs", default="runs/recipe")
     parser.add_argument("--preset", default="base")
@@ -118,6 +121,9 @@ def main():
     parser.add_argument("--no_score", action="store_true",
                         help="train and log CPU time only: for an upsampler stage, scored alone "
                         "by bench/upsampler.py and in a cascade by bench/calibrate.py --generated")
+    parser.add_argument("--keep", action="store_true",
+                        help="copy the checkpoint this call ends on to --runs/NAME/kept/ (the "
+                        "run keeps only its last 3), so it can be scored later")
     parser.add_argument("train_flags", nargs="*")
     args = parser.parse_args()
     model_dir = os.path.join(args.runs, args.name)
@@ -132,7 +138,8 @@ def main():
         started = time.perf_counter()
         training = subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "train.py"), f"--preset={args.preset}",
-             f"--data_dir={os.path.join(args.split, 'train')}", f"--model_dir={model_dir}",
+             *([f"--data_dir={os.path.join(args.split, 'train')}"] if args.split else []),
+             f"--model_dir={model_dir}",
              "--max_steps=10000000", "--log_every=50", *args.train_flags],
             stdout=log, stderr=subprocess.STDOUT)
         train_cpu_seconds = train_until(training, args.minutes * 60, args.cpu_minutes * 60)
@@ -144,6 +151,10 @@ def main():
     rates = [float(m) for m in re.findall(r"^step \d+/\d+ .* ([\d.]+) steps/s", text,
                                           re.MULTILINE)]
     saved = re.findall(r"(?:saved|stopped by SIG\w+ at step \d+; saved) (\S+ckpt-(\d+))", text)
+    if args.keep and saved:
+        os.makedirs(os.path.join(model_dir, "kept"), exist_ok=True)
+        for path in glob.glob(saved[-1][0] + ".*"):
+            shutil.copy(path, os.path.join(model_dir, "kept"))
     scored = {}  # generation time and distances; none with --no_score
     if not args.no_score:
         generate_seconds, scores = generate_and_score(
@@ -152,12 +163,14 @@ def main():
             args.clips, args.seconds, [f"--sampler={args.sampler}"])
         scored = {"generate_s_per_audio_s": round(
                       generate_seconds / (args.clips * args.seconds), 3),
-                  **{key: round(value, 4) for key, value in scores.items()}}
+                  **scores}
     with open(os.path.join(model_dir, "params.json")) as file:
         params = json.load(file)
     row = {"name": args.name, "flags": args.train_flags, "preset": args.preset,
            "steps": int(saved[-1][1]) if saved else (steps[-1] if steps else 0),
            "checkpoint": saved[-1][0] if saved else None,
+           **({"kept": os.path.join(model_dir, "kept", os.path.basename(saved[-1][0]))}
+              if args.keep and saved else {}),
            "train_minutes_this_call": round(train_seconds / 60, 1),
            "train_cpu_s_this_call": round(train_cpu_seconds, 1),
            "train_cpu_s": round(previous + train_cpu_seconds, 1),

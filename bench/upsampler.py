@@ -119,7 +119,7 @@ def main():
                    "rate": rate, "upsample_from": params.upsample_from,
                    "lsd": round(log_spectral_distance(clips, real, rate), 3),
                    "lsd_high": round(log_spectral_distance(clips, real, rate, edge), 3),
-                   **{key: round(value, 4) for key, value in scores.items()}}
+                   **scores}
             if name in seconds:
                 row["s_per_audio_s"] = round(seconds[name] / (clips.size / rate), 3)
             line = json.dumps(row)

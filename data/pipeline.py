@@ -126,9 +126,12 @@ def _clips_graph(params):
         except audio_files.BadAudio as reason:
             return np.zeros([0], np.float32), str(reason).encode()
 
+    make_tone = {"tones": synthetic.harmonic_tone,
+                 "held_notes": synthetic.held_notes}[params.synthetic_set]
+
     def tone(index):
-        return synthetic.harmonic_tone(params.synthetic_seed, int(index), input_rate,
-                                       tone_samples, max_frequency)[0]
+        return make_tone(params.synthetic_seed, int(index), input_rate, tone_samples,
+                         max_frequency)[0]
 
     def resample(audio, rate):
         return audio_files.resample(audio, int(rate), input_rate)
@@ -213,7 +216,8 @@ def _data_params(params, source):
     built-in tones)."""
     return {name: value for name, value in params.group("data").items()
             if (source == SYNTHETIC_SOURCE or not name.startswith("synthetic_"))
-            and not (name == "gain_rate" and value == 0)}  # the caches made before it
+            and not (name == "gain_rate" and value == 0)  # the caches made before them
+            and not (name == "synthetic_set" and value == "tones")}
 
 
 def _warn_skipped(skipped):

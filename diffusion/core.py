@@ -12,7 +12,7 @@ Schedules are computed in float64 numpy and used as float32 constants.
 import numpy as np
 import tensorflow as tf
 
-from params import BETA_SCHEDULES, UserError
+from params import BETA_SCHEDULES, PREDICTIONS, UserError
 
 SNR_WARN = 0.01
 SNR_REFUSE = 0.1
@@ -34,6 +34,16 @@ def beta_schedule(kind, steps, start, end):
     raise UserError(f"unknown beta schedule {kind!r}; choose one of {BETA_SCHEDULES}")
 
 
+def log_snr_betas(steps, first_db, last_db, data_variance):
+    """beta_t, float64 [steps], whose signal-to-noise ratio for data of `data_variance`,
+    var abar_t / (1 - abar_t), falls evenly in dB from `first_db` at t = 0 to `last_db` at
+    t = T - 1: every step, and so every training draw of t, covers as much of the range of
+    levels as any other, wherever the data's scale puts that range."""
+    snr = 10.0 ** (np.linspace(first_db, last_db, steps) / 10) / data_variance
+    alpha_bars = snr / (1 + snr)
+    return 1 - alpha_bars / np.concatenate([[1.0], alpha_bars[:-1]])
+
+
 def guided_eps(unconditional, conditional, scale):
     """Classifier-free guidance (Ho & Salimans 2022): eps_u + s (eps_c - eps_u); s = 1 is the
     conditional prediction, s > 1 pushes samples further towards what sets the label apart."""
@@ -43,7 +53,7 @@ def guided_eps(unconditional, conditional, scale):
 class Diffusion:
     """The noise schedule and every formula that uses it: one place for the math."""
 
-    def __init__(self, betas, loss="l2", conditioning="step"):
+    def __init__(self, betas, loss="l2", conditioning="step", prediction="eps"):
         betas = np.asarray(betas, np.float64)
         alphas = 1.0 - betas
         alpha_bars = np.cumprod(alphas)
@@ -51,6 +61,9 @@ class Diffusion:
         self.steps = len(betas)
         self.loss_kind = loss
         self.conditioning = conditioning
+        if prediction not in PREDICTIONS:
+            raise UserError(f"unknown prediction {prediction!r}; choose one of {PREDICTIONS}")
+        self.prediction = prediction
         self.betas64, self.alpha_bars64 = betas, alpha_bars
         constant = lambda values: tf.constant(values, tf.float32)  # noqa: E731
         self.betas = constant(betas)
@@ -66,8 +79,13 @@ class Diffusion:
 
     @classmethod
     def from_params(cls, params):
-        return cls(beta_schedule(params.beta_schedule, params.noise_steps, params.beta_start,
-                                 params.beta_end), params.loss, params.noise_conditioning)
+        if params.beta_schedule == "log_snr":
+            betas = log_snr_betas(params.noise_steps, params.snr_first_db, params.snr_last_db,
+                                  params.target_rms ** 2)
+        else:
+            betas = beta_schedule(params.beta_schedule, params.noise_steps, params.beta_start,
+                                  params.beta_end)
+        return cls(betas, params.loss, params.noise_conditioning, params.prediction)
 
     def fractional_steps(self, alpha_bars):
         """The training steps, fractional, whose noise level sqrt(abar) matches each given abar.
@@ -145,9 +163,28 @@ class Diffusion:
         ratio = self.alpha_bars64[t] / alpha_bar
         return np.float32(np.sqrt(ratio)) * x + np.float32(np.sqrt(1 - ratio)) * noise
 
-    def loss(self, noise, predicted):
-        """Mean over every element of (eps - eps_theta)^2, or |.| for l1: a scalar."""
-        error = noise - predicted
+    def training_target(self, x0, steps, noise):
+        """What the network learns to output for x_t = q_sample(x0, steps, noise): eps, or
+        with v-prediction (Salimans & Ho 2022) v = sqrt(abar) eps - sqrt(1 - abar) x0, which
+        stays informative at both ends of the schedule. Shaped like x0."""
+        if self.prediction == "eps":
+            return noise
+        signal_rate, noise_rate = self.rates(tf.cast(steps, tf.float32))
+        return self._broadcast(signal_rate, x0) * noise - self._broadcast(noise_rate, x0) * x0
+
+    def eps_from_output(self, x_t, steps, output):
+        """The noise prediction from the network's output at float steps [batch] (the
+        training schedule's, as the network is told): the output itself, or from v,
+        eps = sqrt(1 - abar) x_t + sqrt(abar) v. Every sampler works from this eps."""
+        if self.prediction == "eps":
+            return output
+        signal_rate, noise_rate = self.rates(tf.cast(steps, tf.float32))
+        output = tf.cast(output, x_t.dtype)
+        return self._broadcast(noise_rate, x_t) * x_t + self._broadcast(signal_rate, x_t) * output
+
+    def loss(self, target, predicted):
+        """Mean over every element of (target - output)^2, or |.| for l1: a scalar."""
+        error = target - predicted
         return tf.reduce_mean(tf.abs(error) if self.loss_kind == "l1" else tf.square(error))
 
     def predict_x0(self, x_t, t, eps):

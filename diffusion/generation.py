@@ -101,9 +101,13 @@ class Stage:
     def denoiser(self, label=None, guidance=1.0, inputs=None):
         """The samplers' model(x_t, t): windowed, with `label` (an index into
         params.label_names, or None) and classifier-free `guidance` for a labelled model, and
-        an upsampler's condition `inputs`."""
+        an upsampler's condition `inputs`. It returns eps whatever the network predicts."""
         no_label = self.network.no_label if label is not None else None
-        return samplers.denoiser(self.windowed, label, no_label, guidance, inputs)
+        output = samplers.denoiser(self.windowed, label, no_label, guidance, inputs)
+        diffusion = self.diffusion
+        if diffusion.prediction == "eps":
+            return output
+        return lambda x, t: diffusion.eps_from_output(x, t, output(x, t))
 
     def condition(self, below, samples):
         """An upsampler's clean condition: `below` (float32 [batch, time, 1] at upsample_from)

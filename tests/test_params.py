@@ -75,7 +75,8 @@ def test_flags_override_preset_fields():
 
 # A valid value other than the tiny preset's, for fields where +1 or x0.5 would not be.
 OTHER_VALUES = {"input_rate": 44100, "decimation": 2, "beta_schedule": "cosine", "loss": "l1",
-                "noise_conditioning": "continuous", "label_names": ("blues", "jazz")}
+                "noise_conditioning": "continuous", "label_names": ("blues", "jazz"),
+                "synthetic_set": "held_notes", "prediction": "v"}
 
 
 def other_value(name, value):

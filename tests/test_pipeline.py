@@ -166,6 +166,25 @@ def test_built_in_tones_feed_batches(tiny_params, cache_dir):
     assert sum(len(b) for b in val) == manifest["val_clips"] > 0
 
 
+def test_the_held_notes_set_is_built_in_beside_the_tones(tiny_params, cache_dir):
+    """--synthetic_set=held_notes: a cache of its own, clips at the target RMS that hold their
+    notes, the tones' cache key unchanged by the field's existence."""
+    import held_notes
+    params = dataclasses.replace(tiny_params, synthetic_set="held_notes", clip_samples=8000,
+                                 decimation=9, synthetic_tones=8)
+    notes = data.prepare(params, None, cache_dir)
+    tones = data.prepare(dataclasses.replace(params, synthetic_set="tones"), None, cache_dir)
+    assert notes.manifest["params"]["synthetic_set"] == "held_notes"
+    assert "synthetic_set" not in tones.manifest["params"]
+    shares = {}
+    for name, cache in (("notes", notes), ("tones", tones)):
+        clips = np.concatenate([b["audio"].numpy()[..., 0] for b in
+                                data.train_dataset(cache, params, seed=0).take(2)])
+        assert np.sqrt(np.mean(clips ** 2)) == pytest.approx(params.target_rms, rel=0.2)
+        shares[name] = held_notes.folder_measure(list(clips), params.sample_rate)["held_share"]
+    assert shares["notes"] > 0.8
+
+
 def test_training_batches_are_shuffled_by_seed(tiny_params, cache_dir):
     clip_cache = data.prepare(tiny_params, None, cache_dir)
 
