@@ -31,6 +31,7 @@ import params as params_lib  # noqa: E402
 from network import runtime  # noqa: E402
 
 import train  # noqa: E402
+from diffusion import training  # noqa: E402
 
 FLAGS = train.FLAGS  # train.py's flags select what is timed
 # The fastest precision here: bfloat16 only where the CPU has it in hardware.
@@ -50,12 +51,12 @@ def bench():
     with tempfile.TemporaryDirectory() as model_dir:
         dilated_conv, said = cli.dilated_conv(FLAGS, training=True)
         print(KERNELS[1], said, sep="\n", file=sys.stderr)
-        trainer = train.Trainer(params, None, model_dir, strategy, FLAGS.jit, dilated_conv,
-                                FLAGS.recompute)
+        trainer = training.Trainer(params, None, model_dir, strategy, FLAGS.jit,
+                                   dilated_conv, FLAGS.recompute)
         clean = 0.1 * tf.random.normal([FLAGS.batch, FLAGS.samples, 1], seed=1)
         batches = tf.data.Dataset.from_tensors({"audio": clean}).repeat()
         batches = iter(strategy.experimental_distribute_dataset(
-            train.with_training_noise(batches, trainer.diffusion, 0, 0)))
+            training.with_training_noise(batches, trainer.diffusion, 0, 0)))
         for _ in range(FLAGS.warmup):
             float(trainer.train_step(next(batches))[0])
         start = time.perf_counter()

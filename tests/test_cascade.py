@@ -140,7 +140,7 @@ def test_condition_level_zero_leaves_the_condition_as_it_is():
 
 
 def test_training_noises_the_condition_to_levels_up_to_condition_noise_max():
-    import train
+    from diffusion import training as train
     diffusion = Diffusion.from_params(UPSAMPLER)
     condition = tf.random.stateless_normal([64, 20, 1], [6, 6])
     batches = tf.data.Dataset.from_tensors({"audio": tf.zeros([64, 20, 1]),

@@ -108,7 +108,7 @@ def test_guidance_is_one_batched_call_that_extrapolates_from_the_unlabelled_pred
 
 
 def test_label_dropout_hides_that_share_of_labels_the_same_way_every_run():
-    import train
+    from diffusion import training as train
     from diffusion import Diffusion
 
     diffusion = Diffusion(np.linspace(1e-4, 0.05, 50))

@@ -140,7 +140,7 @@ def test_the_moving_average_warms_up_then_decays_at_ema_decay(tmp_path):
     trained ones, so that early checkpoints no longer generate with mostly random weights."""
     import numpy as np
     import params as params_lib
-    import train as train_lib
+    from diffusion import training as train_lib
 
     params = params_lib.preset("tiny", batch_size=2, clip_samples=256, learning_rate=1e-2,
                                residual_layers=2)
@@ -168,7 +168,7 @@ def test_gradients_are_clipped_to_their_global_norm(tmp_path, gradient_clip):
     gradient scaled to global norm gradient_clip when its norm is above that, else untouched."""
     import numpy as np
     import params as params_lib
-    import train as train_lib
+    from diffusion import training as train_lib
 
     params = params_lib.preset("tiny", batch_size=2, clip_samples=256,
                                gradient_clip=gradient_clip, residual_layers=2)

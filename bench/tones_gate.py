@@ -1,0 +1,108 @@
+"""The tones gate: does a recipe learn held notes where that takes minutes? Scores the
+checkpoints that bench/recipe.py --keep kept for each row by the held-note share
+(held_notes.py) of clips they generate, against the training clips' own.
+
+  python bench/recipe.py --name=NAME --cpu_minutes=6 --keep --no_score --runs=runs/gate \\
+      --preset=cpu -- --decimation=9 --synthetic_set=held_notes ...   # five times: 30 minutes
+  python bench/tones_gate.py --runs=runs/gate [--clips=16 --samplers=fast,ddim,ddpm]
+
+Each kept checkpoint of RUNS/recipe.jsonl generates --clips clips of the training clip length
+(EMA weights, seed 0) with each sampler (fast: the model's fast schedule; ddim: 50 steps;
+ddpm: every training step), and their held-note share is appended to RUNS/gate.jsonl with the
+row's training CPU seconds at that checkpoint (rows scored before are skipped). The training
+clips' own share (the same count, from the built-in set the row trained on) is the `data` row.
+Then prints the table: one line per row and sampler, the share at each checkpoint.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import data  # noqa: E402
+import held_notes  # noqa: E402
+from diffusion import generation  # noqa: E402
+from network import checkpoints  # noqa: E402
+
+DDIM_STEPS = 50
+
+
+def read_jsonl(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as file:
+        return [json.loads(line) for line in file if line.strip()]
+
+
+def training_share(params, count):
+    """The held-note share of `count` training clips of the built-in set of `params`."""
+    clip_cache = data.prepare(params, None)
+    clips = []
+    for batch in data.train_dataset(clip_cache, params, seed=0):
+        clips.extend(batch["audio"].numpy()[..., 0])
+        if len(clips) >= count:
+            break
+    return held_notes.folder_measure(clips[:count], params.sample_rate)["held_share"]
+
+
+def plan_of(params, sampler):
+    return generation.make_plan(params, sampler, DDIM_STEPS if sampler == "ddim" else None)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default="runs/gate")
+    parser.add_argument("--clips", type=int, default=16)
+    parser.add_argument("--samplers", default="fast,ddim,ddpm")
+    args = parser.parse_args()
+    table_path = os.path.join(args.runs, "gate.jsonl")
+    done = {(row["name"], row["checkpoint"], row["sampler"]) for row in read_jsonl(table_path)}
+    kept = [row for row in read_jsonl(os.path.join(args.runs, "recipe.jsonl")) if "kept" in row]
+    with open(table_path, "a") as table:
+        def write(row):
+            print(json.dumps(row), flush=True)
+            table.write(json.dumps(row) + "\n")
+            table.flush()
+            done.add((row["name"], row["checkpoint"], row["sampler"]))
+
+        for row in kept:
+            model_dir = os.path.join(args.runs, row["name"])
+            params = checkpoints.load_params(model_dir)
+            if ("data", params.synthetic_set, "data") not in done:
+                write({"name": "data", "checkpoint": params.synthetic_set, "sampler": "data",
+                       "held_share": round(training_share(params, args.clips), 4)})
+            stage = None
+            for sampler in args.samplers.split(","):
+                if (row["name"], row["kept"], sampler) in done:
+                    continue
+                stage = stage or generation.Stage.load(model_dir, row["kept"])
+                audio = stage.generate(args.clips, params.clip_samples,
+                                       plan=plan_of(params, sampler)).numpy()[..., 0]
+                measure = held_notes.folder_measure(list(audio), params.sample_rate)
+                write({"name": row["name"], "checkpoint": row["kept"], "sampler": sampler,
+                       "steps": row["steps"], "train_cpu_s": row["train_cpu_s"],
+                       "held_share": round(measure["held_share"], 4),
+                       "rms": round(float(np.sqrt(np.mean(audio ** 2))), 4)})
+    print_table(read_jsonl(table_path))
+
+
+def print_table(rows):
+    """One line per (row, sampler): its shares in CPU-time order, as `share@CPU-minutes`."""
+    lines = {}
+    for row in rows:
+        if row["sampler"] == "data":
+            print(f"training clips ({row['checkpoint']}): {row['held_share']}")
+            continue
+        lines.setdefault((row["name"], row["sampler"]), []).append(row)
+    for (name, sampler), points in lines.items():
+        points.sort(key=lambda point: point["train_cpu_s"])
+        print(f"{name:24s} {sampler:5s} " + "  ".join(
+            f"{point['held_share']:.3f}@{point['train_cpu_s'] / 60:.0f}" for point in points))
+
+
+if __name__ == "__main__":
+    main()
