@@ -25,7 +25,6 @@ import sys
 
 import numpy as np
 import scipy.fft
-import scipy.linalg
 from absl import flags
 
 import cli
@@ -41,6 +40,7 @@ MFCCS = 20
 # like an ear's, so near-silent bands do not dominate the statistics.
 POWER_FLOOR = 1e-4
 SILENT_RMS = 10 ** (BASE.silence_dbfs / 20)
+FEW_FRAMES = 4 * MEL_BANDS  # fewer frames than this: a rough covariance (size_warning)
 
 
 def define_flags(flag_values):
@@ -163,8 +163,10 @@ def frechet_distance(x, y):
     """Frechet distance between Gaussians fitted to the rows of x and of y ([n, d] each)."""
     mean_x, mean_y = x.mean(axis=0), y.mean(axis=0)
     cov_x, cov_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
-    # Tr((S_x S_y)^1/2) = Tr((S_x^1/2 S_y S_x^1/2)^1/2), a symmetric form with real eigenvalues.
-    root_x = scipy.linalg.sqrtm(cov_x).real
+    # Tr((S_x S_y)^1/2) = Tr((S_x^1/2 S_y S_x^1/2)^1/2), a symmetric form with real eigenvalues;
+    # S_x^1/2 from its eigendecomposition, exact for a covariance even when singular (few frames).
+    values, vectors = np.linalg.eigh(cov_x)
+    root_x = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
     eigenvalues = np.linalg.eigvalsh(root_x @ cov_y @ root_x)
     cross = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
     distance = np.sum((mean_x - mean_y) ** 2) + np.trace(cov_x) + np.trace(cov_y) - 2 * cross
@@ -233,7 +235,13 @@ def rounded_notes(features):
 
 
 def size_warning(generated, reference):
-    """A warning line when the two sides' clip counts or durations differ by more than 2x."""
+    """A warning line when a side has too few frames for its covariances, or when the two
+    sides' clip counts or durations differ by more than 2x."""
+    for name, side in (("generated", generated), ("reference", reference)):
+        if len(side["mel"]) < FEW_FRAMES:
+            return (f"warning: the {name} side has {len(side['mel'])} frames, fewer than "
+                    f"{FEW_FRAMES}: its {MEL_BANDS}-band covariance is poorly estimated and the "
+                    "Frechet distances are rough; give more or longer clips")
     for key in ("clips", "seconds"):
         sizes = generated[key], reference[key]
         if max(sizes) > 2 * min(sizes):

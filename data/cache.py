@@ -19,36 +19,66 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from util import first_line, left_by_ended_process
+from util import UserError, first_line, left_by_ended_process, write_json
 
 # Bump when the preprocessing code changes in a way the params do not capture.
 CACHE_VERSION = 3
 SPLITS = ("train", "val")
 
 
-def cache_key(source, files, data_params):
+DIGESTS_FILE = "file_digests.json"
+
+
+def file_digests(files, cache_dir):
+    """{path: SHA-256 of its bytes} for absolute paths `files`. A file whose size and
+    modification time match the memo in cache_dir/DIGESTS_FILE keeps its digest there; the
+    others are read and hashed (about a second a gigabyte, next to minutes of decoding), and
+    the memo is updated when cache_dir is writable."""
+    memo_path = os.path.join(cache_dir, DIGESTS_FILE)
+    try:
+        with open(memo_path) as file:
+            memo = json.load(file)
+    except (OSError, ValueError):
+        memo = {}
+    digests, changed = {}, False
+    for path in files:
+        stat = os.stat(path)
+        known = memo.get(path)
+        if known and known[:2] == [stat.st_size, stat.st_mtime_ns]:
+            digests[path] = known[2]
+            continue
+        with open(path, "rb") as file:
+            digests[path] = hashlib.file_digest(file, "sha256").hexdigest()
+        memo[path] = [stat.st_size, stat.st_mtime_ns, digests[path]]
+        changed = True
+    if changed and os.path.isdir(cache_dir):
+        try:
+            write_json(memo_path, memo)
+        except UserError:  # read-only: hashed again next time, nothing lost
+            pass
+    return digests
+
+
+def cache_key(source, digests, data_params):
     """A hex digest of everything that determines the clips.
 
     Args:
       source: the absolute data folder, or a name for built-in data.
-      files: absolute paths found under it; their size and modification time are included,
-        so an edited, added or removed file gives a new key.
+      digests: {absolute path under it: digest of its bytes} (`file_digests`), so an edited,
+        added or removed file gives a new key, and the same bytes written again the same one.
       data_params: dict of every preprocessing parameter.
     """
-    listing = []
-    for path in files:
-        stat = os.stat(path)
-        listing.append([os.path.relpath(path, source), stat.st_size, stat.st_mtime_ns])
+    listing = sorted([os.path.relpath(path, source), digest] for path, digest in digests.items())
     text = json.dumps({"version": CACHE_VERSION, "source": source, "files": listing,
                        "params": data_params}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def remove_stale(cache_dir, source, files):
+def remove_stale(cache_dir, source, digests):
     """Deletes what can never be used again in cache_dir: the temporary folders of builds whose
-    process has ended, and caches of `source` whose key its files (absolute paths, as
-    cache_key takes them) no longer give: files changed since, or another CACHE_VERSION.
-    Returns the folders removed."""
+    process has ended, and caches of `source` whose key its files' digests (as cache_key takes
+    them) no longer give: files changed since, or another CACHE_VERSION. Returns the folders
+    removed."""
     removed = []
     for path in glob.glob(os.path.join(glob.escape(cache_dir), "*")):
         name = os.path.basename(path)
@@ -57,7 +87,7 @@ def remove_stale(cache_dir, source, files):
         else:
             manifest = read_manifest(path)
             stale = (manifest is not None and manifest.get("source") == source
-                     and name != cache_key(source, files, manifest.get("params")))
+                     and name != cache_key(source, digests, manifest.get("params")))
         if stale:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)

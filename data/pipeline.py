@@ -396,10 +396,11 @@ def prepare(params, data_dir=None, cache_dir=None):
     cache_dir = cache_dir or default_cache_dir()
     source, files, sources, skipped = _list_sources(data_dir, params)
     data_params = _data_params(params, source)
-    key = cache.cache_key(source, files, data_params)
+    digests = cache.file_digests(files, cache_dir)
+    key = cache.cache_key(source, digests, data_params)
     folder = os.path.join(cache_dir, key)
     if os.path.isdir(cache_dir):
-        for stale in cache.remove_stale(cache_dir, source, files):
+        for stale in cache.remove_stale(cache_dir, source, digests):
             logging.info("removed %s: a stale clip cache", stale)
     manifest = cache.read_manifest(folder)
     if manifest is not None:

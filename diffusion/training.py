@@ -25,6 +25,7 @@ from diffusion.core import Diffusion
 from network import DiffWave, checkpoints, runtime
 
 SAMPLES_SHOWN = 2
+MAX_ETA_S = 30 * 24 * 3600  # longer than a month: no ETA printed
 
 
 def check_replicas(params, strategy):
@@ -367,10 +368,12 @@ class Trainer:
             "train/loss": loss, "train/gradient_norm": norm,
             "train/learning_rate": float(self.optimizer.learning_rate.numpy()),
             "train/steps_per_s": steps_per_s, "train/audio_seconds_per_s": audio_per_s})
-        eta = ("(tracing included)" if tracing
-               else f"ETA {hours((max_steps - step) / steps_per_s)}")
+        remaining = (max_steps - step) / steps_per_s
+        # A --max_steps far beyond any run (stopped by a signal instead) has no ETA to show.
+        eta = ("  (tracing included)" if tracing
+               else f"  ETA {hours(remaining)}" if remaining <= MAX_ETA_S else "")
         print(f"step {step}/{max_steps}  loss {loss:.4f}  {steps_per_s:.2f} steps/s  "
-              f"{audio_per_s:.1f} audio s/s  {1 / steps_per_s:.2f} s/step  {eta}", flush=True)
+              f"{audio_per_s:.1f} audio s/s  {1 / steps_per_s:.2f} s/step{eta}", flush=True)
 
     def save_and_validate(self, step):
         self.checkpoints.save(step)

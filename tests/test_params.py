@@ -93,7 +93,7 @@ def test_each_fields_group_decides_what_changing_it_does(name):
     group = next(f.metadata["group"] for f in dataclasses.fields(Params) if f.name == name)
     assert group in ("data", "model", "diffusion", "train")
     changed = dataclasses.replace(tiny, **{name: other_value(name, getattr(tiny, name))})
-    keys = [cache_key(SYNTHETIC_SOURCE, [], _data_params(params, SYNTHETIC_SOURCE))
+    keys = [cache_key(SYNTHETIC_SOURCE, {}, _data_params(params, SYNTHETIC_SOURCE))
             for params in (tiny, changed)]
     assert (keys[0] != keys[1]) == (group == "data")
     resume = lambda: params_lib.resolve(  # noqa: E731

@@ -114,6 +114,8 @@ def test_split_is_by_file_deterministic_and_disjoint(tmp_path, tiny_params, cach
 
 def test_cache_is_reused_and_keyed_by_params_and_files(tmp_path, tiny_params, cache_dir,
                                                        monkeypatch):
+    """Keyed by the files' bytes: the same file written again (a new modification time, as a
+    re-run of data/soundtracks.py gives) reuses the cache; other bytes or params do not."""
     path = write_audio(str(tmp_path / "d/a.wav"), tone(1, RATE), RATE)
     first = data.prepare(tiny_params, str(tmp_path / "d"), cache_dir)
 
@@ -121,6 +123,9 @@ def test_cache_is_reused_and_keyed_by_params_and_files(tmp_path, tiny_params, ca
         raise AssertionError("the cache was rebuilt")
     with monkeypatch.context() as patch:
         patch.setattr(pipeline, "_build", no_rebuild)
+        assert data.prepare(tiny_params, str(tmp_path / "d"), cache_dir) == first
+        write_audio(path, tone(1, RATE), RATE)
+        os.utime(path, ns=(2, 2))
         assert data.prepare(tiny_params, str(tmp_path / "d"), cache_dir) == first
 
     changed = dataclasses.replace(tiny_params, silence_dbfs=-40.0)

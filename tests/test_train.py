@@ -220,3 +220,18 @@ def test_init_from_starts_a_fresh_run_from_another_models_ema_weights(workspace,
     resumed = train(workspace, tuned, f"--init_from={source}", "--max_steps=2")
     assert resumed.returncode == 0, resumed.stderr
     assert "--init_from ignored" in resumed.stdout and "resuming from step 1" in resumed.stdout
+
+
+def test_an_unbounded_max_steps_prints_no_eta(tmp_path, capsys):
+    """bench/recipe.py runs --max_steps=10000000 and stops by signal: 'ETA 2777:46:30' was
+    noise; a reachable end still gets its ETA."""
+    import params as params_lib
+    from diffusion import training
+
+    params = params_lib.preset("tiny", batch_size=2, clip_samples=256, residual_layers=2)
+    trainer = training.Trainer(params, None, str(tmp_path), dilated_conv="folded")
+    trainer.log_progress(10, 10_000_000, 0.1, 1.0, 1.0)
+    trainer.log_progress(10, 20, 0.1, 1.0, 1.0)
+    unbounded, bounded = capsys.readouterr().out.splitlines()
+    assert "ETA" not in unbounded and unbounded.endswith("s/step")
+    assert bounded.endswith("s/step  ETA 0:00:10")
