@@ -227,6 +227,17 @@ def seam_ratios(audio, boundary, kept, frame=HOP):
     return jump, change(audio, boundary) / np.percentile(changes, 99) if changes else np.nan
 
 
+def folder_notes(folder, rate):
+    """held_notes.summary of the files of `folder` decoded at `rate` (skipping unusable ones)."""
+    measured = []
+    for path in find_audio_files(folder):
+        try:
+            measured.append(held_notes.clip_measure(decode_with_soundfile(path, rate), rate))
+        except BadAudio:
+            continue
+    return held_notes.summary(measured)
+
+
 def rounded_notes(features):
     """A `folder_features` result's held-note measure, shares rounded for printing."""
     notes = features["held_notes"]

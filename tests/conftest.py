@@ -17,7 +17,8 @@ import soundfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-SHARED_MUSIC = os.path.join(ROOT, "..", "shared", "audio", "music")
+# Twelve 4 s excerpts of the soundtracks, committed (tests/music/README.md: sources, licences).
+TEST_MUSIC = os.path.join(ROOT, "tests", "music")
 
 import cli  # noqa: E402
 import params as params_lib  # noqa: E402

@@ -8,7 +8,7 @@ import pytest
 import soundfile
 
 import evaluate
-from conftest import SHARED_MUSIC, command, run, tone, write_audio
+from conftest import TEST_MUSIC, command, run, tone, write_audio
 from test_bad_input import assert_one_line_refusal
 
 RATE = 22050
@@ -16,32 +16,34 @@ RATE = 22050
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    """Two halves of the shared music (different excerpts of the same soundtracks), white
-    noise, sines, and the second half with white noise added at 20 dB SNR: 12 x 10 s each."""
+    """Two halves of the committed music (the first and last 2 s of each excerpt: other
+    moments of the same tracks), white noise, sines, and the second half with white noise added
+    at 20 dB SNR: 12 x 2 s each."""
     root = tmp_path_factory.mktemp("evaluate")
     rng = np.random.default_rng(0)
-    paths = sorted(os.path.join(folder, name) for folder, _, names in os.walk(SHARED_MUSIC)
-                   for name in names if name.endswith(".wav"))
-    assert len(paths) == 24
+    paths = sorted(os.path.join(folder, name) for folder, _, names in os.walk(TEST_MUSIC)
+                   for name in names if name.endswith(".flac"))
+    assert len(paths) == 12
     for index, path in enumerate(paths):
         audio, rate = soundfile.read(path, dtype="float32")
-        half = "first" if index % 4 < 2 else "second"
-        write_audio(str(root / half / f"{index}.wav"), audio, rate)
-        if half == "second":
-            noise = rng.normal(size=audio.shape)
-            noise *= np.sqrt(np.mean(audio ** 2) / np.mean(noise ** 2)) / 10  # 20 dB below
-            write_audio(str(root / "noisy" / f"{index}.wav"),
-                        np.clip(audio + noise, -1, 1).astype(np.float32), rate)
-            write_audio(str(root / "white" / f"{index}.wav"),
-                        (0.1 * rng.normal(size=audio.shape)).astype(np.float32), rate)
-            write_audio(str(root / "sines" / f"{index}.wav"),
-                        tone(10, RATE, frequency=100 + 40 * index, amplitude=0.3), RATE)
+        first, second = audio[:len(audio) // 2], audio[len(audio) // 2:]
+        write_audio(str(root / "first" / f"{index}.wav"), first, rate)
+        write_audio(str(root / "second" / f"{index}.wav"), second, rate)
+        noise = rng.normal(size=second.shape)
+        noise *= np.sqrt(np.mean(second ** 2) / np.mean(noise ** 2)) / 10  # 20 dB below
+        write_audio(str(root / "noisy" / f"{index}.wav"),
+                    np.clip(second + noise, -1, 1).astype(np.float32), rate)
+        write_audio(str(root / "white" / f"{index}.wav"),
+                    (0.1 * rng.normal(size=second.shape)).astype(np.float32), rate)
+        write_audio(str(root / "sines" / f"{index}.wav"),
+                    tone(2, RATE, frequency=100 + 40 * index, amplitude=0.3), RATE)
     return root
 
 
 @pytest.fixture(scope="module")
 def features(folders):
-    return {name: evaluate.folder_features(str(folders / name), 7350)
+    # Analysed at 22050 Hz: three times the frames of 7350 Hz, enough for 24 s a side.
+    return {name: evaluate.folder_features(str(folders / name), 22050)
             for name in ("first", "second", "noisy", "white", "sines")}
 
 
@@ -78,17 +80,33 @@ def test_mel_filterbank_covers_the_spectrum_once():
 
 
 def test_cli_prints_one_json_object_and_warns_about_unequal_sizes(folders, tmp_path):
+    """Beside the distances, each folder's held notes: three steady 20 s sines are whistles
+    (each spans its whole clip), at no frequency common to the clips."""
     for index in range(3):
-        write_audio(str(tmp_path / "few" / f"{index}.wav"), tone(10, RATE, 300 + 50 * index), RATE)
+        write_audio(str(tmp_path / "few" / f"{index}.wav"), tone(20, RATE, 300 + 50 * index), RATE)
     result = command("evaluate.py", f"--generated={tmp_path / 'few'}",
                      f"--reference={folders / 'first'}")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["generated"] == {"folder": str(tmp_path / "few"), "clips": 3,
-                                   "seconds": 30.0, "frames": report["generated"]["frames"]}
-    assert report["reference"]["clips"] == 12 and report["reference"]["seconds"] == 120.0
+    generated = report["generated"]
+    assert generated == {"folder": str(tmp_path / "few"), "clips": 3, "seconds": 60.0,
+                         "frames": generated["frames"], "held_share": generated["held_share"],
+                         "whistle_share": generated["whistle_share"], "steady_hz": []}
+    assert generated["whistle_share"] > 0.9 and generated["held_share"] < 0.05
+    assert report["reference"]["clips"] == 12 and report["reference"]["seconds"] == 24.0
+    assert 0 < report["reference"]["held_share"] < 1
     assert report["frechet_mel"] > 0 and report["kid_std"] > 0
     assert "the sides differ in size" in result.stderr
+
+
+def test_too_few_frames_is_one_warning_line_not_a_linalg_warning(folders, tmp_path):
+    write_audio(str(tmp_path / "short" / "a.wav"), tone(1, RATE, 300), RATE)
+    result = command("evaluate.py", f"--generated={tmp_path / 'short'}",
+                     f"--reference={folders / 'first'}")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["frechet_mel"] > 0
+    warnings = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: the generated side has")
 
 
 def test_cli_skips_a_broken_file_and_refuses_an_empty_folder(folders, tmp_path):

@@ -10,7 +10,7 @@ import soundfile
 
 import evaluate
 import params as params_lib
-from conftest import ROOT, SHARED_MUSIC, command
+from conftest import ROOT, TEST_MUSIC, command
 
 PRETRAINED = os.path.join(ROOT, "pretrained", "soundtracks-cpu")
 
@@ -22,7 +22,7 @@ def test_the_shipped_model_is_the_cpu_preset():
 
 def generates_music_like_clips(model_dir, tmp_path, rate, count=4):
     """generate.py on model_dir: `count` finite 2 s clips at `rate` Hz, not all alike, and
-    scored like bench/calibrate.py against the shared real music, closer to it than white
+    scored like bench/calibrate.py against the committed real music (tests/music), closer to it than white
     noise is (a network with random or untrained weights gives noise, far above trained output
     on this distance)."""
     result = command("generate.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path}",
@@ -34,7 +34,7 @@ def generates_music_like_clips(model_dir, tmp_path, rate, count=4):
     for audio, clip_rate in clips:
         assert clip_rate == rate and audio.shape == (2 * rate,) and np.isfinite(audio).all()
     assert not np.array_equal(clips[0][0], clips[1][0])
-    reference = evaluate.folder_features(SHARED_MUSIC, rate)
+    reference = evaluate.folder_features(TEST_MUSIC, rate)
     generated = evaluate.clips_features(np.stack([audio for audio, _ in clips]), rate)
     white = evaluate.clips_features(
         np.random.default_rng(0).normal(0, 0.1, (count, 2 * rate)).astype(np.float32), rate)
