@@ -4,12 +4,13 @@ checkpoints that bench/recipe.py --keep kept for each row by the held-note share
 
   python bench/recipe.py --name=NAME --cpu_minutes=6 --keep --no_score --runs=runs/gate \\
       --preset=cpu -- --decimation=9 --synthetic_set=held_notes ...   # five times: 30 minutes
-  python bench/tones_gate.py --runs=runs/gate [--clips=16 --samplers=fast,ddim,ddpm]
+  python bench/tones_gate.py --runs=runs/gate [--clips=16 --samplers=fast --final=fast,ddim,ddpm]
 
 Each kept checkpoint of RUNS/recipe.jsonl generates --clips clips of the training clip length
-(EMA weights, seed 0) with each sampler (fast: the model's fast schedule; ddim: 50 steps;
-ddpm: every training step), and their held-note share is appended to RUNS/gate.jsonl with the
-row's training CPU seconds at that checkpoint (rows scored before are skipped). The training
+(EMA weights, seed 0) with each of --samplers, and a row's last checkpoint, once it has trained
+--cpu_minutes, with each of --final (fast: the model's fast schedule; ddim: 50 steps; ddpm:
+every training step). Their held-note share is appended to RUNS/gate.jsonl with the row's
+training CPU seconds at that checkpoint (what was scored before is skipped). The training
 clips' own share (the same count, from the built-in set the row trained on) is the `data` row.
 Then prints the table: one line per row and sampler, the share at each checkpoint.
 """
@@ -57,11 +58,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="runs/gate")
     parser.add_argument("--clips", type=int, default=16)
-    parser.add_argument("--samplers", default="fast,ddim,ddpm")
+    parser.add_argument("--samplers", default="fast", help="at every kept checkpoint")
+    parser.add_argument("--final", default="fast,ddim,ddpm", help="at a row's last checkpoint")
+    parser.add_argument("--cpu_minutes", type=float, default=30.0,
+                        help="a row's budget: its last checkpoint is final once it is reached")
     args = parser.parse_args()
     table_path = os.path.join(args.runs, "gate.jsonl")
     done = {(row["name"], row["checkpoint"], row["sampler"]) for row in read_jsonl(table_path)}
     kept = [row for row in read_jsonl(os.path.join(args.runs, "recipe.jsonl")) if "kept" in row]
+    last = {}
+    for row in kept:
+        if row["train_cpu_s"] > last.get(row["name"], {"train_cpu_s": -1})["train_cpu_s"]:
+            last[row["name"]] = row
+    final = {row["kept"] for row in last.values()
+             if row["train_cpu_s"] >= 0.98 * args.cpu_minutes * 60}
     with open(table_path, "a") as table:
         def write(row):
             print(json.dumps(row), flush=True)
@@ -76,7 +86,7 @@ def main():
                 write({"name": "data", "checkpoint": params.synthetic_set, "sampler": "data",
                        "held_share": round(training_share(params, args.clips), 4)})
             stage = None
-            for sampler in args.samplers.split(","):
+            for sampler in (args.final if row["kept"] in final else args.samplers).split(","):
                 if (row["name"], row["kept"], sampler) in done:
                     continue
                 stage = stage or generation.Stage.load(model_dir, row["kept"])
