@@ -5,7 +5,7 @@ calibrated by what known signals score against held-out music.
   python bench/calibrate.py --split=MUSIC/split --out=/tmp/yardstick --generated=FOLDER ...
   python bench/calibrate.py --split=MUSIC/split --out=/tmp/yardstick_2450 --rate=2450 ...
 
-MUSIC/split is what bench/split_music.py writes (train/ and heldout/, split by whole track;
+MUSIC/split is what `python -m data.soundtracks MUSIC` writes (train/ and heldout/, split by whole track;
 MUSIC/tracks.tsv names each clip's track).
 The held-out tracks are dealt alternately into two halves: `reference` (--clips excerpts of
 --seconds from the middle of clips of the first half) is what every row is scored against,
@@ -48,7 +48,7 @@ ANALYSIS_RATE = BASE.sample_rate
 
 
 def tracks_of(folder):
-    """{track: sorted clip paths} for a split side, from get_more_music.sh's tracks.tsv (two
+    """{track: sorted clip paths} for a split side, from data/soundtracks.py's tracks.tsv (two
     folders up)."""
     with open(os.path.join(folder, os.pardir, os.pardir, "tracks.tsv")) as file:
         track_of = {row["clip"]: f"{row['soundtrack']}/{row['track']}"
@@ -157,7 +157,7 @@ def score_folder(folder, yardstick, reference=None):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", required=True, help="bench/split_music.py's split folder")
+    parser.add_argument("--split", required=True, help="data/soundtracks.py's split folder (MUSIC/split)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--clips", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)

@@ -30,8 +30,8 @@ def test_bench_generate_times_one_evaluation():
 
 
 def test_a_recipe_row_trains_scores_at_the_band_and_logs_its_distances_for_hparams(tmp_path):
-    """split_music.py, calibrate.py at 2450 Hz and recipe.py on a few tones laid out as
-    get_more_music.sh writes music: the row's JSON line, its line in recipe.jsonl, and its
+    """data/soundtracks.py's split, calibrate.py at 2450 Hz and recipe.py on a few tones laid
+    out as data/soundtracks.py writes music: the row's JSON line, its line in recipe.jsonl, and its
     distances as scalars beside the params train.py logs (what the HParams dashboard reads)."""
     music, rows = tmp_path / "music", ["clip\tsoundtrack\ttrack"]
     for number in range(8):
@@ -40,7 +40,9 @@ def test_a_recipe_row_trains_scores_at_the_band_and_logs_its_distances_for_hpara
         write_audio(str(music / clip), tone(3.0, 22050, 110.0 * (1 + number), 0.3), 22050)
         rows.append(f"{clip}\t{soundtrack}\t{track}")
     (music / "tracks.tsv").write_text("\n".join(rows) + "\n")
-    assert run("bench/split_music.py", f"--music={music}", "--heldout_share=0.5").returncode == 0
+    split = run("-m", "data.soundtracks", str(music), "--split_only", "--heldout_share=0.5")
+    assert split.returncode == 0, split.stderr
+    assert json.loads(split.stdout)["heldout_clips"] == 4  # one track of each soundtrack
     yardstick = tmp_path / "yardstick"
     calibrated = run("bench/calibrate.py", f"--split={music / 'split'}", f"--out={yardstick}",
                      "--clips=2", "--seconds=1", "--rate=2450")
