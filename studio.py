@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import random
+import sys
 import threading
 
 from absl import flags
@@ -101,13 +102,38 @@ def generate_argv(model_dir, mode, seconds, sampler, steps, seed, label, guidanc
     return argv
 
 
+SPECTROGRAM_HEIGHT = 320  # pixels of frequency axis
+SPECTROGRAM_MARGIN = 64   # pixels left of it for the frequency labels
+# A dark-to-light colour map (anchors of matplotlib's "magma"): quiet is dark, loud is bright.
+COLOURS = np.array([[0, 0, 4], [59, 15, 112], [140, 41, 129], [222, 73, 104], [254, 159, 109],
+                    [252, 253, 191]], np.float64)
+
+
 def spectrogram(path):
-    """A WAV file's log-magnitude spectrogram as a uint8 image [freq, frames], low notes below."""
+    """A WAV file's spectrogram as an RGB image [height, width, 3], uint8: the top 80 dB of
+    its power in colour, low frequencies at the bottom, a frequency axis in kHz on the left."""
+    from PIL import Image, ImageDraw
     audio, rate = soundfile.read(path, dtype="float32")
-    _, _, power = scipy.signal.spectrogram(audio, rate, nperseg=512, noverlap=384)
+    window = 2 ** int(np.ceil(np.log2(0.046 * rate)))  # 46 ms: 1024 samples at 22050 Hz
+    _, _, power = scipy.signal.spectrogram(audio, rate, nperseg=window, noverlap=window * 3 // 4)
     decibels = 10 * np.log10(power + 1e-10)
-    image = np.clip((decibels - decibels.max() + 80) / 80, 0, 1)  # the top 80 dB
-    return (255 * image[::-1]).astype(np.uint8)
+    level = np.clip((decibels - decibels.max() + 80) / 80, 0, 1)[::-1]  # [freq, frames]
+    position = level * (len(COLOURS) - 1)
+    low = np.minimum(position.astype(int), len(COLOURS) - 2)
+    weight = (position - low)[..., None]
+    rgb = ((1 - weight) * COLOURS[low] + weight * COLOURS[low + 1]).astype(np.uint8)
+    width = max(600, min(1200, rgb.shape[1]))
+    plot = Image.fromarray(rgb).resize((width, SPECTROGRAM_HEIGHT), Image.BILINEAR)
+    image = Image.new("RGB", (SPECTROGRAM_MARGIN + width, SPECTROGRAM_HEIGHT + 8), "white")
+    image.paste(plot, (SPECTROGRAM_MARGIN, 4))
+    draw = ImageDraw.Draw(image)
+    nyquist = rate / 2
+    step = next(step for step in (250, 500, 1000, 2000, 5000) if nyquist / step <= 6)
+    for frequency in np.arange(0, nyquist + 1, step):
+        y = 4 + round((1 - frequency / nyquist) * (SPECTROGRAM_HEIGHT - 1))
+        draw.line([(SPECTROGRAM_MARGIN - 6, y), (SPECTROGRAM_MARGIN - 1, y)], fill="black")
+        draw.text((4, max(0, y - 6)), f"{frequency / 1000:g} kHz", fill="black")
+    return np.asarray(image)
 
 
 class Studio:
@@ -129,6 +155,16 @@ class Studio:
         return generate.run(args, report)[0]
 
 
+def refused(error, upload=None):
+    """A visitor's mistake (a UserError) as the page's message, a gr.Error that Gradio shows
+    without printing a traceback; the terminal gets one `warning:` line. The upload's path in
+    the studio's folder is shown as its file name."""
+    import gradio as gr
+    message = str(error).replace(upload, os.path.basename(upload)) if upload else str(error)
+    print(f"warning: a take was refused: {message}", file=sys.stderr, flush=True)
+    return gr.Error(message, print_exception=False)
+
+
 def build_page(studio, model_dir, models):
     """The Gradio page (gr.Blocks) over `studio`, opening on `model_dir`."""
     import gradio as gr
@@ -147,9 +183,8 @@ def build_page(studio, model_dir, models):
                         strength=strength, inpaint_start=inpaint_start, inpaint_end=inpaint_end)
         try:
             path = studio.take(settings, lambda fraction, line: progress(fraction, desc=line))
-        except UserError as error:  # one message on the page, the server goes on
-            message = str(error).replace(upload, os.path.basename(upload)) if upload else str(error)
-            raise gr.Error(message) from None
+        except UserError as error:  # one message on the page, one line here; the server goes on
+            raise refused(error, upload) from None
         caption = f"{os.path.basename(chosen)}, {mode}, {sampler}, seed {int(seed)}"
         history = [(path, caption), *history][:TAKES_SHOWN]
         shown = [gr.update(value=take, label=text, visible=True) for take, text in history]

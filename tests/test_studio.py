@@ -78,6 +78,31 @@ def test_a_mistake_is_one_message(model_dir, tmp_path, changes, message):
         studio.Studio(tmp_path / "work").take(settings(model_dir, **changes))
 
 
+def test_a_mistake_is_one_warning_line_in_the_terminal_not_a_traceback(tmp_path, capsys):
+    upload = str(tmp_path / "uploads" / "abc" / "notes.wav")
+    error = studio.refused(UserError(f"{upload}: not readable as audio"), upload)
+    assert error.message == "notes.wav: not readable as audio" and error.print_exception is False
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["warning: a take was refused: notes.wav: not readable as audio"]
+
+
+def test_the_spectrogram_is_a_readable_colour_image_with_a_frequency_axis(tmp_path):
+    """A 1 kHz tone at 8 kHz: tall enough to read, in colour, its line at the height of 1 kHz
+    on the axis, kHz labels left of it."""
+    rate = 8000
+    path = str(tmp_path / "tone.wav")
+    soundfile.write(path, 0.3 * np.sin(2 * np.pi * 1000 * np.arange(2 * rate) / rate), rate)
+    image = studio.spectrogram(path)
+    assert image.dtype == np.uint8 and image.shape[0] >= 300 and image.shape[2] == 3
+    plot = image[4:4 + studio.SPECTROGRAM_HEIGHT, studio.SPECTROGRAM_MARGIN:].astype(int)
+    assert (np.ptp(plot, axis=2) > 30).mean() > 0.5  # coloured, not grey
+    brightest_row = plot.sum(axis=(1, 2)).argmax()
+    expected_row = (1 - 1000 / (rate / 2)) * (studio.SPECTROGRAM_HEIGHT - 1)
+    assert abs(brightest_row - expected_row) <= 4
+    labels = image[:, :studio.SPECTROGRAM_MARGIN - 6]
+    assert (labels < 128).any()  # black text on the white margin
+
+
 @pytest.fixture(scope="module")
 def server(model_dir, tmp_path_factory):
     """The page on a free port of 127.0.0.1 in this process, writing under its own folder:
