@@ -31,12 +31,14 @@ from util import UserError, write_json  # noqa: F401  (UserError: where most mod
 BETA_SCHEDULES = ("linear", "quadratic", "sigmoid", "cosine", "log_snr")
 PREDICTIONS = ("eps", "v")
 LOSSES = ("l2", "l1")
-SYNTHETIC_SETS = ("tones", "held_notes")  # data/synthetic.py's two built-in datasets
+SYNTHETIC_SETS = ("tones", "held_notes")
+DILATION_PATTERNS = ("doubling", "odd")  # data/synthetic.py's two built-in datasets
 NOISE_CONDITIONINGS = ("step", "continuous")
 ADDED_LATER = {"noise_conditioning": "step", "warmup_steps": 0, "label_names": [],
                "label_dropout": 0.1, "gain_rate": 0, "upsample_from": 0,
                "condition_noise_max": 0.1, "synthetic_set": "tones",
-               "prediction": "eps", "snr_first_db": 30.0, "snr_last_db": -25.0}
+               "prediction": "eps", "snr_first_db": 30.0, "snr_last_db": -25.0,
+               "dilation_pattern": "doubling"}
 
 
 def _field(default, group, doc):
@@ -86,7 +88,12 @@ class Params:
     residual_channels: int = _field(64, "model", "C: channels in every residual layer.")
     residual_layers: int = _field(30, "model", "L: number of residual layers.")
     dilation_cycle: int = _field(
-        10, "model", "Layer i has dilation 2**(i % dilation_cycle).")
+        10, "model", "Layer i has dilation 2**(i % dilation_cycle) (see dilation_pattern).")
+    dilation_pattern: str = _field(
+        "doubling", "model", "doubling: 2**(i % dilation_cycle), DiffWave's. odd: 1, then "
+        "2**k + 1 (3, 5, 9, 17, ...): the same reach, but no layer's dilation is a multiple of 4, "
+        "so no layer sees only samples whose positions agree modulo 4, the blind spot that lets "
+        "a network add a steady tone at a quarter of its rate (gridding).")
     embedding_channels: int = _field(
         512, "model", "Width of the diffusion-step embedding MLP (after 128 sinusoids).")
     upsample_from: int = _field(
@@ -171,6 +178,9 @@ class Params:
                             f"(got {self.synthetic_set!r})")
         if self.loss not in LOSSES:
             raise UserError(f"params: loss must be one of {LOSSES} (got {self.loss!r})")
+        if self.dilation_pattern not in DILATION_PATTERNS:
+            raise UserError(f"params: dilation_pattern must be one of {DILATION_PATTERNS} "
+                            f"(got {self.dilation_pattern!r})")
         if self.prediction not in PREDICTIONS:
             raise UserError(f"params: prediction must be one of {PREDICTIONS} "
                             f"(got {self.prediction!r})")

@@ -141,6 +141,14 @@ class ResidualLayer(keras.layers.Layer):
         return stream + residual, convolve(self.skip_projection, gated)
 
 
+def dilations(params):
+    """Each residual layer's dilation, [residual_layers] ints (params.dilation_pattern)."""
+    powers = [i % params.dilation_cycle for i in range(params.residual_layers)]
+    if params.dilation_pattern == "odd":
+        return [1 if k == 0 else 2 ** k + 1 for k in powers]
+    return [2 ** k for k in powers]
+
+
 class DiffWave(keras.Model):
     """Predicts the noise in x_t. Call as `model({"audio": x_t, "steps": t})`, adding
     `"labels"` for a labelled model.
@@ -172,7 +180,7 @@ class DiffWave(keras.Model):
         self.exact_dtype = ("float64" if keras.mixed_precision.dtype_policy().compute_dtype
                             == "float64" else "float32")
         channels = params.residual_channels
-        self.dilations = [2 ** (i % params.dilation_cycle) for i in range(params.residual_layers)]
+        self.dilations = dilations(params)
         self.embedding = StepEmbedding(params.embedding_channels, dtype=self.exact_dtype)
         # The last row is "no label": label dropout trains it, so the same network predicts
         # the unconditional noise that classifier-free guidance needs.

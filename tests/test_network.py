@@ -111,13 +111,15 @@ def test_mixed_bfloat16_network_returns_float32_close_to_float32(tiny):
     assert 0 < error < 0.1
 
 
-@pytest.mark.parametrize("length", [64, 37, 1])  # a multiple of every dilation, and not
-def test_folded_dilated_convolutions_match_direct_ones(length):
+@pytest.mark.parametrize("pattern", ["doubling", "odd"])
+@pytest.mark.parametrize("length", [64, 37, 1])  # a multiple of every doubling dilation, and not
+def test_folded_dilated_convolutions_match_direct_ones(length, pattern):
     """The folded network (what trains on CPUs whose stock kernels cannot differentiate a
     dilated convolution) gives the direct one's output and gradients. The direct gradients
     come from XLA, which computes them on every CPU. In float64, so that summation order, which
     differs between the two, stays far below the tolerance."""
-    params = params_lib.preset("tiny", residual_layers=4, dilation_cycle=4)  # dilations to 8
+    params = params_lib.preset("tiny", residual_layers=4, dilation_cycle=4,  # dilations to 8
+                               dilation_pattern=pattern)                 # or 9
     keras.mixed_precision.set_dtype_policy("float64")
     try:
         direct = DiffWave(params, dilated_conv="direct").build_for()
@@ -230,3 +232,18 @@ def test_recomputed_layers_give_the_same_loss_and_gradients(upsample_from):
         scale = max(1.0, np.abs(reference.numpy()).max())
         np.testing.assert_allclose(gradient.numpy() / scale, reference.numpy() / scale,
                                    atol=1e-5)
+
+
+def test_the_odd_dilation_pattern_has_no_multiple_of_4_and_old_models_keep_doubling():
+    from network.diffwave import dilations
+    doubling = params_lib.preset("cpu")
+    odd = params_lib.preset("cpu", dilation_pattern="odd")
+    assert dilations(doubling) == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+    assert dilations(odd) == [1, 3, 5, 9, 17, 33, 65, 129, 257, 513]
+    assert not [d for d in dilations(odd) if d % 4 == 0]
+    # Nearly the same reach: receptive fields 2047 and 2065 samples.
+    assert DiffWave(odd).receptive_field - DiffWave(doubling).receptive_field == 18
+    # A params.json written before the field existed loads as doubling.
+    values = doubling.to_dict()
+    del values["dilation_pattern"]
+    assert params_lib.Params.from_dict(values).dilation_pattern == "doubling"

@@ -76,7 +76,8 @@ def test_flags_override_preset_fields():
 # A valid value other than the tiny preset's, for fields where +1 or x0.5 would not be.
 OTHER_VALUES = {"input_rate": 44100, "decimation": 2, "beta_schedule": "cosine", "loss": "l1",
                 "noise_conditioning": "continuous", "label_names": ("blues", "jazz"),
-                "synthetic_set": "held_notes", "prediction": "v"}
+                "synthetic_set": "held_notes", "prediction": "v",
+                "dilation_pattern": "odd"}
 
 
 def other_value(name, value):
