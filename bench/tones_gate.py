@@ -6,16 +6,18 @@ checkpoints that bench/recipe.py --keep kept for each row by the held-note share
       --preset=cpu -- --decimation=9 --synthetic_set=held_notes ...   # five times: 30 minutes
   python bench/tones_gate.py --runs=runs/gate [--clips=16 --samplers=fast --final=fast,ddim,ddpm]
 
-Each kept checkpoint of RUNS/recipe.jsonl generates --clips clips of the training clip length
-(EMA weights, seed 0) with each of --samplers, and a row's last checkpoint, once it has trained
+Each kept checkpoint of RUNS/recipe.jsonl generates --clips clips of --samples (the `cpu`
+preset's clip length, 3.3 s at 2450 Hz, whatever clips the row trained on; EMA weights, seed 0) with each of --samplers, and a row's last checkpoint, once it has trained
 --cpu_minutes, with each of --final (fast: the model's fast schedule; ddim: 50 steps; ddpm:
 every training step). Their held-note share is appended to RUNS/gate.jsonl with the row's
 training CPU seconds at that checkpoint (what was scored before is skipped). The training
-clips' own share (the same count, from the built-in set the row trained on) is the `data` row.
+clips' own share (the same count and length, from the built-in set the row trained on) is the
+`data` row.
 Then prints the table: one line per row and sampler, the share at each checkpoint.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -58,6 +60,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="runs/gate")
     parser.add_argument("--clips", type=int, default=16)
+    parser.add_argument("--samples", type=int, default=8000, help="length of each clip")
     parser.add_argument("--samplers", default="fast", help="at every kept checkpoint")
     parser.add_argument("--final", default="fast,ddim,ddpm", help="at a row's last checkpoint")
     parser.add_argument("--cpu_minutes", type=float, default=30.0,
@@ -84,13 +87,14 @@ def main():
             params = checkpoints.load_params(model_dir)
             if ("data", params.synthetic_set, "data") not in done:
                 write({"name": "data", "checkpoint": params.synthetic_set, "sampler": "data",
-                       "held_share": round(training_share(params, args.clips), 4)})
+                       "held_share": round(training_share(dataclasses.replace(
+                           params, clip_samples=args.samples), args.clips), 4)})
             stage = None
             for sampler in (args.final if row["kept"] in final else args.samplers).split(","):
                 if (row["name"], row["kept"], sampler) in done:
                     continue
                 stage = stage or generation.Stage.load(model_dir, row["kept"])
-                audio = stage.generate(args.clips, params.clip_samples,
+                audio = stage.generate(args.clips, args.samples,
                                        plan=plan_of(params, sampler)).numpy()[..., 0]
                 measure = held_notes.folder_measure(list(audio), params.sample_rate)
                 write({"name": row["name"], "checkpoint": row["kept"], "sampler": sampler,
