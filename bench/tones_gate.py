@@ -105,18 +105,27 @@ def main():
 
 
 def print_table(rows):
-    """One line per (row, sampler): its shares in CPU-time order, as `share@CPU-minutes`."""
-    lines = {}
+    """The gate as a markdown table: per row, the fast sampler's share at each kept checkpoint
+    (CPU-minutes, in order) and every sampler's at the last."""
+    data_rows = [row for row in rows if row["sampler"] == "data"]
+    points = {}
     for row in rows:
-        if row["sampler"] == "data":
-            print(f"training clips ({row['checkpoint']}): {row['held_share']}")
-            continue
-        lines.setdefault((row["name"], row["sampler"]), []).append(row)
-    for (name, sampler), points in lines.items():
-        points.sort(key=lambda point: point["train_cpu_s"])
-        print(f"{name:24s} {sampler:5s} " + "  ".join(
-            f"{point['held_share']:.3f}@{point['train_cpu_s'] / 60:.0f}" for point in points))
-
+        if row["sampler"] != "data":
+            points.setdefault(row["name"], []).append(row)
+    print("| row | steps | fast at CPU-minutes | at the end: fast / ddim / ddpm |")
+    print("| --- | --- | --- | --- |")
+    for row in data_rows:
+        print(f"| the training clips ({row['checkpoint']}) | | | {row['held_share']:.3f} |")
+    for name, scored in points.items():
+        fast = sorted((point for point in scored if point["sampler"] == "fast"),
+                      key=lambda point: point["train_cpu_s"])
+        end = max(point["train_cpu_s"] for point in scored)
+        last = {point["sampler"]: point["held_share"] for point in scored
+                if point["train_cpu_s"] == end}
+        print(f"| {name} | {max(point['steps'] for point in scored)} | " + ", ".join(
+            f"{point['held_share']:.3f}@{point['train_cpu_s'] / 60:.0f}" for point in fast)
+              + " | " + " / ".join(f"{last[sampler]:.3f}" if sampler in last else "-"
+                                   for sampler in ("fast", "ddim", "ddpm")) + " |")
 
 if __name__ == "__main__":
     main()
