@@ -31,9 +31,12 @@ from util import UserError, write_json  # noqa: F401  (UserError: where most mod
 BETA_SCHEDULES = ("linear", "quadratic", "sigmoid", "cosine", "log_snr")
 PREDICTIONS = ("eps", "v")
 LOSSES = ("l2", "l1")
-SYNTHETIC_SETS = ("tones", "held_notes")
-DILATION_PATTERNS = ("doubling", "odd")  # data/synthetic.py's two built-in datasets
+SYNTHETIC_SETS = ("tones", "held_notes")  # data/synthetic.py's two built-in datasets
+DILATION_PATTERNS = ("doubling", "odd")
 NOISE_CONDITIONINGS = ("step", "continuous")
+CHOICES = {"beta_schedule": BETA_SCHEDULES, "synthetic_set": SYNTHETIC_SETS, "loss": LOSSES,
+           "dilation_pattern": DILATION_PATTERNS, "prediction": PREDICTIONS,
+           "noise_conditioning": NOISE_CONDITIONINGS}  # the fields that take one of a few names
 ADDED_LATER = {"noise_conditioning": "step", "warmup_steps": 0, "label_names": [],
                "label_dropout": 0.1, "gain_rate": 0, "upsample_from": 0,
                "condition_noise_max": 0.1, "synthetic_set": "tones",
@@ -170,26 +173,13 @@ class Params:
                             f"(got {self.lowpass_transition})")
         if not 0.0 <= self.val_fraction < 1.0:
             raise UserError(f"params: val_fraction must be in [0, 1) (got {self.val_fraction})")
-        if self.beta_schedule not in BETA_SCHEDULES:
-            raise UserError(f"params: beta_schedule must be one of {BETA_SCHEDULES} "
-                            f"(got {self.beta_schedule!r})")
-        if self.synthetic_set not in SYNTHETIC_SETS:
-            raise UserError(f"params: synthetic_set must be one of {SYNTHETIC_SETS} "
-                            f"(got {self.synthetic_set!r})")
-        if self.loss not in LOSSES:
-            raise UserError(f"params: loss must be one of {LOSSES} (got {self.loss!r})")
-        if self.dilation_pattern not in DILATION_PATTERNS:
-            raise UserError(f"params: dilation_pattern must be one of {DILATION_PATTERNS} "
-                            f"(got {self.dilation_pattern!r})")
-        if self.prediction not in PREDICTIONS:
-            raise UserError(f"params: prediction must be one of {PREDICTIONS} "
-                            f"(got {self.prediction!r})")
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise UserError(f"params: {name} must be one of {choices} "
+                                f"(got {getattr(self, name)!r})")
         if not self.snr_last_db < self.snr_first_db:
             raise UserError(f"params: need snr_last_db < snr_first_db (got {self.snr_last_db}, "
                             f"{self.snr_first_db})")
-        if self.noise_conditioning not in NOISE_CONDITIONINGS:
-            raise UserError(f"params: noise_conditioning must be one of {NOISE_CONDITIONINGS} "
-                            f"(got {self.noise_conditioning!r})")
         if not self.beta_start < self.beta_end < 1.0:
             raise UserError(f"params: need 0 < beta_start < beta_end < 1 (got {self.beta_start}"
                             f", {self.beta_end})")
