@@ -133,8 +133,11 @@ def clips_features(clips, rate):
     return pooled(features, len(features) * clips.shape[1] / rate) if features else None
 
 
-def folder_features(folder, rate, warn=lambda message: print(message, file=sys.stderr)):
-    """The pooled frames of every usable file under `folder`.
+def folder_features(folder, rate, warn=lambda message: print(message, file=sys.stderr),
+                    notes_rate=None):
+    """The pooled frames of every usable file under `folder`, and its held-note measure
+    (held_notes.summary), taken at `notes_rate` when given (a band's own rate: analysed above
+    it, a resampler's faint images would be peaks over the band's silence), else at `rate`.
 
     Raises:
       UserError: no folder, or no usable audio in it.
@@ -151,7 +154,9 @@ def folder_features(folder, rate, warn=lambda message: print(message, file=sys.s
         except BadAudio as error:
             warn(f"warning: skipped {path}: {error}")
             continue
-        notes.append(held_notes.clip_measure(audio, rate))
+        if notes_rate and notes_rate != rate:
+            audio = decode_with_soundfile(path, notes_rate)
+        notes.append(held_notes.clip_measure(audio, notes_rate or rate))
         seconds += len(audio) / rate
     if not features:
         raise UserError(f"{folder}: no usable audio files ({len(paths)} found); give a folder "
@@ -225,17 +230,6 @@ def seam_ratios(audio, boundary, kept, frame=HOP):
     changes = [change(kept, point) for point in range(frame, len(kept) - frame + 1, frame // 4)]
     jump = abs(audio[boundary] - audio[boundary - 1]) / np.percentile(np.abs(np.diff(kept)), 99)
     return jump, change(audio, boundary) / np.percentile(changes, 99) if changes else np.nan
-
-
-def folder_notes(folder, rate):
-    """held_notes.summary of the files of `folder` decoded at `rate` (skipping unusable ones)."""
-    measured = []
-    for path in find_audio_files(folder):
-        try:
-            measured.append(held_notes.clip_measure(decode_with_soundfile(path, rate), rate))
-        except BadAudio:
-            continue
-    return held_notes.summary(measured)
 
 
 def rounded_notes(features):

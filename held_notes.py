@@ -12,9 +12,8 @@ A held note is a horizontal line of a spectrogram. The measure finds it the way 
      clip's whole energy. A track holds where it is within `hold_db` of its loudest frame, and
      counts if that lasts at least `min_held_s` (a drum's pitched decay falls 20 dB in well
      under 0.1 s; a plucked or struck note takes a second or more). A steady whistle, a track
-     that spans at least
-     `whistle_fraction` of a clip of at least `whistle_min_s` within `whistle_spread_bins` of one
-     frequency, counts as whistle share instead.
+     that spans at least `whistle_fraction` of a clip of at least `whistle_min_s` within
+     `whistle_spread_bins` of one frequency, counts as whistle share instead.
 
 White noise has peaks but no track lasts 0.2 s, so it scores about 0; a held sine scores about
 0.9 (its window's side lobes are the rest). A folder's `steady_hz` lists frequencies that are
@@ -60,7 +59,7 @@ def spectrogram(audio, rate, params=HELD_NOTES):
 
 
 def peaks(power, bin_hz, params=HELD_NOTES):
-    """Bool [frames, bins]: the spectral peaks of each frame (steps 2 of the module doc)."""
+    """Bool [frames, bins]: the spectral peaks of each frame (step 2 of the module doc)."""
     radius = max(1, round(params.neighbourhood_hz / bin_hz))
     floor = power.max() * 10 ** (-params.floor_db / 10) if power.size else 0.0
     neighbourhood = scipy.ndimage.median_filter(power, size=(1, 2 * radius + 1), mode="nearest")
@@ -98,8 +97,9 @@ def tracks(peak_mask, frequencies, params=HELD_NOTES):
 
 
 def clip_measure(audio, rate, params=HELD_NOTES):
-    """{"held_share", "whistle_share"} of float audio [time] at `rate` (step 4), and
-    "peak_frames": float [bins], the share of frames in which each bin is a peak."""
+    """{"held_share", "whistle_share"} of float audio [time] at `rate` (step 4), with
+    "peak_frames", float [bins], the share of frames in which each bin (or a neighbour) is a
+    peak, and "frequencies", float [bins] Hz, the bins' frequencies."""
     frequencies, power = spectrogram(np.asarray(audio, np.float64), rate, params)
     total = power.sum()
     mask = peaks(power, frequencies[1], params)

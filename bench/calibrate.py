@@ -5,8 +5,8 @@ calibrated by what known signals score against held-out music.
   python bench/calibrate.py --split=MUSIC/split --out=/tmp/yardstick --generated=FOLDER ...
   python bench/calibrate.py --split=MUSIC/split --out=/tmp/yardstick_2450 --rate=2450 ...
 
-MUSIC/split is what `python -m data.soundtracks MUSIC` writes (train/ and heldout/, split by whole track;
-MUSIC/tracks.tsv names each clip's track).
+MUSIC/split is what `python -m data.soundtracks MUSIC` writes (train/ and heldout/, split by
+whole track; MUSIC/tracks.tsv names each clip's track).
 The held-out tracks are dealt alternately into two halves: `reference` (--clips excerpts of
 --seconds from the middle of clips of the first half) is what every row is scored against,
 `heldout` the same from the second half (disjoint tracks: the floor, what new music of the same
@@ -137,10 +137,8 @@ def reference_features(yardstick):
 
 def scores(folder, reference, rate):
     """evaluate.distances of the files of `folder` (at the band `rate`) to `reference`, rounded,
-    and their held-note measure (evaluate.rounded_notes) at `rate` itself: analysed at 7350 Hz,
-    the resampler's faint images above a 2450 Hz band would be peaks over its silence."""
-    features = evaluate.folder_features(folder, ANALYSIS_RATE)
-    features["held_notes"] = evaluate.folder_notes(folder, rate)
+    and their held-note measure (evaluate.rounded_notes) at `rate` itself."""
+    features = evaluate.folder_features(folder, ANALYSIS_RATE, notes_rate=rate)
     return {**{key: round(value, 4) for key, value in
                evaluate.distances(features, reference).items()},
             **evaluate.rounded_notes(features)}
@@ -157,7 +155,8 @@ def score_folder(folder, yardstick, reference=None):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", required=True, help="data/soundtracks.py's split folder (MUSIC/split)")
+    parser.add_argument("--split", required=True,
+                        help="data/soundtracks.py's split folder (MUSIC/split)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--clips", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)

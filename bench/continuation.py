@@ -98,7 +98,8 @@ def inpainted(excerpts, first, resamplings, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", required=True, help="data/soundtracks.py's split folder (MUSIC/split)")
+    parser.add_argument("--split", required=True,
+                        help="data/soundtracks.py's split folder (MUSIC/split)")
     parser.add_argument("--yardstick", required=True, help="bench/calibrate.py's --out")
     parser.add_argument("--model_dir", default="pretrained/soundtracks-cpu")
     parser.add_argument("--out", required=True)

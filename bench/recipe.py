@@ -110,8 +110,8 @@ def main():
                         help="wall-clock budget of this call")
     parser.add_argument("--cpu_minutes", type=float, default=float("inf"),
                         help="budget of this call in CPU minutes of the training process")
-    parser.add_argument("--split", help="data/soundtracks.py's split folder (MUSIC/split); without it, the "
-                        "built-in data (train.py with no --data_dir)")
+    parser.add_argument("--split", help="data/soundtracks.py's split folder (MUSIC/split); "
+                        "without it, the built-in data (train.py with no --data_dir)")
     parser.add_argument("--yardstick", help="bench/calibrate.py's --out")
     parser.add_argument("--runs", default="runs/recipe")
     parser.add_argument("--preset", default="base")

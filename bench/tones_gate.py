@@ -7,7 +7,8 @@ checkpoints that bench/recipe.py --keep kept for each row by the held-note share
   python bench/tones_gate.py --runs=runs/gate [--clips=16 --samplers=fast --final=fast,ddim,ddpm]
 
 Each kept checkpoint of RUNS/recipe.jsonl generates --clips clips of --samples (the `cpu`
-preset's clip length, 3.3 s at 2450 Hz, whatever clips the row trained on; EMA weights, seed 0) with each of --samplers, and a row's last checkpoint, once it has trained
+preset's clip length, 3.3 s at 2450 Hz, whatever clips the row trained on; EMA weights,
+seed 0) with each of --samplers, and a row's last checkpoint, once it has trained
 --cpu_minutes, with each of --final (fast: the model's fast schedule; ddim: 50 steps; ddpm:
 every training step). Their held-note share is appended to RUNS/gate.jsonl with the row's
 training CPU seconds at that checkpoint (what was scored before is skipped). The training
@@ -126,6 +127,7 @@ def print_table(rows):
             f"{point['held_share']:.3f}@{point['train_cpu_s'] / 60:.0f}" for point in fast)
               + " | " + " / ".join(f"{last[sampler]:.3f}" if sampler in last else "-"
                                    for sampler in ("fast", "ddim", "ddpm")) + " |")
+
 
 if __name__ == "__main__":
     main()

@@ -47,7 +47,8 @@ def _harmonic_partials(rng, pitch, time, max_frequency):
     numbers = np.arange(1, int(rng.integers(1, MAX_PARTIALS + 1)) + 1)
     # Stiff-string partials: f_k = k f0 sqrt(1 + B k^2).
     frequencies = numbers * fundamental * np.sqrt(1.0 + inharmonicity * numbers ** 2)
-    numbers, frequencies = numbers[frequencies < max_frequency], frequencies[frequencies < max_frequency]
+    kept = frequencies < max_frequency
+    numbers, frequencies = numbers[kept], frequencies[kept]
     amplitudes = numbers ** -rng.uniform(0.5, 2.0)
     phases = rng.uniform(0, 2 * np.pi, len(numbers))
     tone = (amplitudes[:, None] * np.sin(2 * np.pi * frequencies[:, None] * time
@@ -96,7 +97,8 @@ def held_notes(seed, index, rate, num_samples, max_frequency):
     count = int(rng.integers(HELD_NOTES_PER_CLIP[0], HELD_NOTES_PER_CLIP[1] + 1))
     count = max(1, min(count, int(duration // MIN_HELD_SECONDS)))
     # Note lengths: MIN_HELD_SECONDS each plus a random share of what is left.
-    lengths = MIN_HELD_SECONDS + rng.dirichlet(np.ones(count)) * (duration - count * MIN_HELD_SECONDS)
+    spare = duration - count * MIN_HELD_SECONDS
+    lengths = MIN_HELD_SECONDS + rng.dirichlet(np.ones(count)) * spare
     onsets = np.concatenate([[0.0], np.cumsum(lengths)[:-1]])
     time = np.arange(num_samples) / rate
     audio = np.zeros(num_samples)
@@ -114,4 +116,4 @@ def held_notes(seed, index, rate, num_samples, max_frequency):
             partials, _ = _harmonic_partials(rng, pitch, local, max_frequency)
             audio[inside] += envelope * partials / len(chord)
     audio *= 0.5 / max(np.abs(audio).max(), 1e-9)
-    return audio.astype(np.float32), HeldNotesSpec(tuple(float(onset) for onset in onsets), tuple(chords))
+    return audio.astype(np.float32), HeldNotesSpec(tuple(map(float, onsets)), tuple(chords))

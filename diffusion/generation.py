@@ -105,8 +105,6 @@ class Stage:
         no_label = self.network.no_label if label is not None else None
         output = samplers.denoiser(self.windowed, label, no_label, guidance, inputs)
         diffusion = self.diffusion
-        if diffusion.prediction == "eps":
-            return output
         return lambda x, t: diffusion.eps_from_output(x, t, output(x, t))
 
     def condition(self, below, samples):

@@ -193,8 +193,9 @@ class Trainer:
 
     def loss(self, batch, model, training=False):
         """The mean loss of `model` on a batch of `with_training_noise`: x_t is the clean
-        "audio" noised to its "steps" by its "noise", which the model predicts from x_t (the
-        other entries, labels and an upsampler's condition, go to it as they are)."""
+        "audio" noised to its "steps" by its "noise"; from x_t the model predicts the
+        diffusion's training_target (the noise, or v) (the other entries, labels and an
+        upsampler's condition, go to it as they are)."""
         x_t = self.diffusion.q_sample(batch["audio"], batch["steps"], batch["noise"])
         inputs = {name: value for name, value in batch.items() if name != "noise"}
         predicted = model({**inputs, "audio": x_t}, training=training)

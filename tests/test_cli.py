@@ -92,11 +92,13 @@ def test_ci_runs_exactly_the_readme_quick_start():
     """.ci/run takes the two commands of the README's quick start from the README itself (its
     awk line, run here on the README): the install-and-demo line and the test command."""
     with open(os.path.join(ROOT, ".ci", "run")) as f:
-        extract = re.search(r"^mapfile -t commands < <\((awk .+ README\.md)\)$", f.read(),
-                            re.M).group(1)
+        script = f.read()
+    extract = re.search(r"^mapfile -t commands < <\((awk .+ README\.md)\)$", script,
+                        re.M).group(1)
+    ci_test_command = re.search(r"^TEST_COMMAND='(.+)'$", script, re.M).group(1)
     commands = subprocess.run(["bash", "-c", extract], cwd=ROOT, capture_output=True,
                               text=True, check=True).stdout.splitlines()
     assert len(commands) == 2
     assert "pip install -r requirements.txt" in commands[0]
     assert "python train.py --preset=tiny" in commands[0]
-    assert commands[1] == "python -m pytest -q tests"
+    assert commands[1] == ci_test_command == "python -m pytest -q tests"

@@ -45,7 +45,8 @@ def test_a_drum_loop_scores_low():
     hit = np.arange(int(0.4 * RATE)) / RATE
     for beat in range(8):
         start = int(beat * 0.5 * RATE)
-        kick = np.sin(2 * np.pi * (50 * hit + 70 / 30 * (1 - np.exp(-hit * 30)))) * np.exp(-hit * 25)
+        sweep = 50 * hit + 70 / 30 * (1 - np.exp(-hit * 30))  # phase of 120 -> 50 Hz
+        kick = np.sin(2 * np.pi * sweep) * np.exp(-hit * 25)
         loop[start:start + len(hit)] += kick
         snare = start + int(0.25 * RATE)
         loop[snare:snare + len(hit)] += 0.5 * rng.standard_normal(len(hit)) * np.exp(-hit * 25)

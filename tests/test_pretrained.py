@@ -22,9 +22,9 @@ def test_the_shipped_model_is_the_cpu_preset():
 
 def generates_music_like_clips(model_dir, tmp_path, rate, count=4):
     """generate.py on model_dir: `count` finite 2 s clips at `rate` Hz, not all alike, and
-    scored like bench/calibrate.py against the committed real music (tests/music), closer to it than white
-    noise is (a network with random or untrained weights gives noise, far above trained output
-    on this distance)."""
+    scored like bench/calibrate.py against the committed real music (tests/music), closer to it
+    than white noise is (a network with random or untrained weights gives noise, far above
+    trained output on this distance)."""
     result = command("generate.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path}",
                      "--seconds=2", f"--num_samples={count}", f"--batch_size={count}")
     assert result.returncode == 0, result.stderr
